@@ -1,0 +1,77 @@
+//! A JSON body extractor whose failures use the API's error shape: 413 when the body passes
+//! `EF__MAX_BODY_SIZE`, 415 without a JSON content type, 400 for broken JSON, 422 with
+//! `validation_errors` when fields are missing or of the wrong type.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, FieldError};
+
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(map_rejection(rejection)),
+        }
+    }
+}
+
+fn map_rejection(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::JsonDataError(e) => {
+            let msg = e.body_text();
+            // serde_path_to_error puts the failing field's path before the first ':'.
+            let (loc, reason) = match msg.split_once(": ") {
+                Some((path, why)) => (path.rsplit_once(": ").map(|(_, p)| p).unwrap_or(path), why),
+                None => ("body", msg.as_str()),
+            };
+            ApiError::validation(vec![FieldError {
+                kind: "value_error".into(),
+                loc: std::iter::once("body".to_owned())
+                    .chain(
+                        loc.split('.')
+                            .filter(|s| !s.is_empty() && *s != "body")
+                            .map(str::to_owned),
+                    )
+                    .collect(),
+                msg: reason.to_owned(),
+            }])
+        }
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+            "The request body is not valid JSON",
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Send the body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(b) => {
+            if b.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "REQUEST_TOO_LARGE",
+                    "The request body is larger than the server accepts",
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "The request body could not be read",
+                )
+            }
+        }
+        other => ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", other.body_text()),
+    }
+}

@@ -1,0 +1,173 @@
+//! The command line: `euraflow <command>`. Each command is a small function here or in its own
+//! module; `main` only parses and dispatches.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, LoadOptions, Loaded};
+use crate::{exit, systemd, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "euraflow",
+    version,
+    about = "EuraFlow production server (HTTPS, web app, API, jobs)"
+)]
+pub struct Cli {
+    /// Configuration file [default: /etc/euraflow/euraflow.env; with --dev: ./euraflow.env]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Development defaults: loopback ports 8443/8000, state in ./.euraflow-dev, generated secret
+    #[arg(long, global = true)]
+    pub dev: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTPS server (socket-activated under systemd, or binding the configured addresses)
+    Serve,
+    /// Show or check the configuration
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print a new random secret for EF__SECRET_KEY (86 URL-safe characters)
+    GenSecret,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Every effective value with its source; secrets redacted
+    Show,
+    /// Validate without starting: exit 0 when the server would start, 1 otherwise
+    Check,
+    /// The documented configuration file with every key and its default
+    Template,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve => serve(cli.dev, cli.config),
+        Command::Config { action } => match action {
+            ConfigAction::Show => config_show(cli.dev, cli.config),
+            ConfigAction::Check => config_check(cli.dev, cli.config),
+            ConfigAction::Template => {
+                print!("{}", config::render_template());
+                ExitCode::SUCCESS
+            }
+        },
+        Command::GenSecret => {
+            println!("{}", config::generate_secret());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn load(dev: bool, file: Option<PathBuf>) -> Result<Loaded, config::ConfigErrors> {
+    config::load(&LoadOptions::from_process(dev, file))
+}
+
+fn print_diagnostics(loaded: &Loaded) {
+    for d in &loaded.diagnostics {
+        let label = match d.severity {
+            config::Severity::Notice => "notice",
+            config::Severity::Warning => "warning",
+        };
+        eprintln!("{label}: {}", d.message);
+    }
+}
+
+fn config_show(dev: bool, file: Option<PathBuf>) -> ExitCode {
+    match load(dev, file) {
+        Ok(loaded) => {
+            print_diagnostics(&loaded);
+            print!("{}", config::render_show(&loaded));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            exit::code(exit::FAILURE)
+        }
+    }
+}
+
+fn config_check(dev: bool, file: Option<PathBuf>) -> ExitCode {
+    let loaded = match load(dev, file) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprint!("{errors}");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    print_diagnostics(&loaded);
+    // A configured certificate must load and match its key, or the server would not start.
+    if let config::TlsConfig::Files { .. } = &loaded.config.tls {
+        if !matches!(loaded.config.http.https_listen, config::ListenAddr::Off) {
+            if let Err(e) = crate::http::tls::CertificateStore::open(
+                loaded.config.tls.clone(),
+                &loaded.config.server_name,
+            ) {
+                eprintln!("the configuration has 1 problem:\n  - TLS: {e:#}");
+                return exit::code(exit::FAILURE);
+            }
+        }
+    }
+    let mode = if loaded.config.is_production() {
+        "production"
+    } else {
+        "development"
+    };
+    let file = loaded
+        .config_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "none".into());
+    println!("configuration OK ({mode}; file: {file})");
+    ExitCode::SUCCESS
+}
+
+fn serve(dev: bool, file: Option<PathBuf>) -> ExitCode {
+    // SAFETY: no thread has been started yet; the runtime is built below.
+    let inherited = match unsafe { systemd::take_listen_fds() } {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    let loaded = match load(dev, file) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprint!("{errors}");
+            eprintln!("the server was not started; `euraflow config check` repeats this check");
+            return exit::code(exit::CONFIG);
+        }
+    };
+    telemetry::init(&loaded.config.log);
+    loaded.log_diagnostics();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("euraflow")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(crate::serve::run(loaded, inherited)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "the server stopped with an error");
+            eprintln!("error: {e:#}");
+            exit::code(exit::FAILURE)
+        }
+    }
+}

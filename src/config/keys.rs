@@ -1,0 +1,566 @@
+//! Every configuration key the appliance knows, in one table: its default (the production
+//! guide's values), whether it is a secret, and what it does. `config show`, the packaged
+//! `/etc/euraflow/euraflow.env`, the README reference and the validation all read this table, so
+//! a key is added in one place.
+
+pub const HSTS_DEFAULT: &str = "max-age=31536000; includeSubDomains";
+
+/// Where a key's default comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum DefaultValue {
+    /// The same in production and development.
+    Value(&'static str),
+    /// Production differs from `--dev`.
+    ByMode {
+        production: &'static str,
+        development: &'static str,
+    },
+    /// A path below the effective `EF__STATE_DIR`.
+    UnderStateDir(&'static str),
+    /// The machine's host name.
+    Hostname,
+    /// No default: the key is optional, or (for secrets) must be provided.
+    Unset,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    pub section: &'static str,
+    pub default: DefaultValue,
+    /// Secrets are never printed, logged or echoed in error messages.
+    pub secret: bool,
+    /// The file name under `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`) for secrets.
+    pub credential: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const fn key(
+    name: &'static str,
+    section: &'static str,
+    default: DefaultValue,
+    doc: &'static str,
+) -> Key {
+    Key {
+        name,
+        section,
+        default,
+        secret: false,
+        credential: None,
+        doc,
+    }
+}
+
+const fn secret(
+    name: &'static str,
+    section: &'static str,
+    credential: &'static str,
+    doc: &'static str,
+) -> Key {
+    Key {
+        name,
+        section,
+        default: DefaultValue::Unset,
+        secret: true,
+        credential: Some(credential),
+        doc,
+    }
+}
+
+use DefaultValue::*;
+
+pub static KEYS: &[Key] = &[
+    // --- server -------------------------------------------------------------------------------
+    key(
+        "EF__ENV",
+        "server",
+        ByMode {
+            production: "production",
+            development: "development",
+        },
+        "production or development. Production refuses a weak secret and debug mode.",
+    ),
+    key(
+        "EF__STATE_DIR",
+        "server",
+        ByMode {
+            production: "/var/lib/euraflow",
+            development: ".euraflow-dev",
+        },
+        "Writable state: generated TLS certificate, backups, initial admin password.",
+    ),
+    key(
+        "EF__HTTPS_LISTEN",
+        "server",
+        ByMode {
+            production: "[::]:443",
+            development: "127.0.0.1:8443",
+        },
+        "HTTPS listener address, or off. Ignored when systemd passes the socket named https.",
+    ),
+    key(
+        "EF__API_HOST",
+        "server",
+        Value("127.0.0.1"),
+        "Plain-HTTP listener host (health checks, metrics, CDN origin behind nginx). Keep it on loopback.",
+    ),
+    key(
+        "EF__API_PORT",
+        "server",
+        Value("8000"),
+        "Plain-HTTP listener port. Ignored when systemd passes the socket named http.",
+    ),
+    key(
+        "EF__API_PREFIX",
+        "server",
+        Value("/api/ef/v1"),
+        "Path prefix of the API; must start with /api/ef/.",
+    ),
+    key(
+        "EF__API_DEBUG",
+        "server",
+        Value("false"),
+        "Development only: log at DEBUG unless EF__LOG_LEVEL is set. Refused in production.",
+    ),
+    key(
+        "EF__SERVER_NAME",
+        "server",
+        Hostname,
+        "The host name clients use; put into the self-signed certificate and checked against a real one.",
+    ),
+    key(
+        "EF__MAX_CONNECTIONS",
+        "server",
+        Value("16384"),
+        "Open connections at most (nginx: 4 workers x 4096); further clients wait in the listen backlog.",
+    ),
+    key(
+        "EF__MAX_BODY_SIZE",
+        "server",
+        Value("50M"),
+        "Largest request body; larger ones get 413 before they are read.",
+    ),
+    key(
+        "EF__REQUEST_TIMEOUT",
+        "server",
+        Value("60s"),
+        "Time an API request may take to produce its response (nginx proxy_read_timeout).",
+    ),
+    key(
+        "EF__HTTP_HEADER_TIMEOUT",
+        "server",
+        Value("30s"),
+        "Time a client has to send complete request headers; also how long an idle keep-alive connection stays open.",
+    ),
+    key(
+        "EF__TLS_HANDSHAKE_TIMEOUT",
+        "server",
+        Value("10s"),
+        "Time a client has to complete the TLS handshake.",
+    ),
+    key(
+        "EF__WS_IDLE_TIMEOUT",
+        "server",
+        Value("3600s"),
+        "A websocket with no traffic for this long is closed (nginx proxy_read_timeout 3600s).",
+    ),
+    key(
+        "EF__SHUTDOWN_TIMEOUT",
+        "server",
+        Value("30s"),
+        "On stop, in-flight requests get this long to finish; keep it below the unit's TimeoutStopSec.",
+    ),
+    key(
+        "EF__TRUSTED_PROXIES",
+        "server",
+        Value("127.0.0.1/32, ::1/128"),
+        "Peers whose X-Forwarded-For / X-Real-IP are believed (a local nginx). Others are the client.",
+    ),
+    key(
+        "EF__CORS_ORIGINS",
+        "server",
+        Value("https://www.ozon.ru, https://ozon.ru, https://seller.ozon.ru"),
+        "Origins allowed to call the API from a browser (the browser extension runs on Ozon's pages); empty for none.",
+    ),
+    key(
+        "EF__HSTS",
+        "server",
+        ByMode {
+            production: HSTS_DEFAULT,
+            development: "off",
+        },
+        "Strict-Transport-Security sent on HTTPS responses, or off.",
+    ),
+    // --- TLS ----------------------------------------------------------------------------------
+    key(
+        "EF__TLS_CERT",
+        "tls",
+        Unset,
+        "Certificate chain (PEM), e.g. /etc/letsencrypt/live/<domain>/fullchain.pem. Unset: a self-signed one is generated.",
+    ),
+    key(
+        "EF__TLS_KEY",
+        "tls",
+        Unset,
+        "Private key (PEM) of EF__TLS_CERT, e.g. /etc/letsencrypt/live/<domain>/privkey.pem.",
+    ),
+    // --- web ----------------------------------------------------------------------------------
+    key(
+        "EF__WEB_ROOT",
+        "web",
+        UnderStateDir("web"),
+        "The web app build (dist/) served at /.",
+    ),
+    key(
+        "EF__DOWNLOADS_ROOT",
+        "web",
+        UnderStateDir("downloads"),
+        "Files served at /downloads.",
+    ),
+    key(
+        "EF__WEB_CACHE_MAX_AGE",
+        "web",
+        Value("1d"),
+        "Cache lifetime of web files other than index.html and hashed assets.",
+    ),
+    key(
+        "EF__DOWNLOADS_CACHE_MAX_AGE",
+        "web",
+        Value("1h"),
+        "Cache lifetime of /downloads.",
+    ),
+    // --- security -----------------------------------------------------------------------------
+    secret(
+        "EF__SECRET_KEY",
+        "security",
+        "secret_key",
+        "JWT signing key, 64+ random characters (euraflow gen-secret). Required in production.",
+    ),
+    key(
+        "EF__ALGORITHM",
+        "security",
+        Value("HS256"),
+        "JWT algorithm; only HS256 is accepted.",
+    ),
+    key(
+        "EF__ACCESS_TOKEN_EXPIRE_MINUTES",
+        "security",
+        Value("480"),
+        "Access token lifetime in minutes.",
+    ),
+    key(
+        "EF__REFRESH_TOKEN_EXPIRE_DAYS",
+        "security",
+        Value("7"),
+        "Refresh token lifetime in days.",
+    ),
+    key(
+        "EF__RATE_LIMIT_ENABLED",
+        "security",
+        Value("true"),
+        "Apply the request rate limit.",
+    ),
+    key(
+        "EF__RATE_LIMIT_DEFAULT",
+        "security",
+        Value("100/minute"),
+        "Requests per client: N/second, N/minute, N/hour or N/day.",
+    ),
+    // --- database -----------------------------------------------------------------------------
+    key(
+        "EF__DB_HOST",
+        "database",
+        Value("/var/run/postgresql"),
+        "PostgreSQL host name, or a unix-socket directory (peer authentication, no password).",
+    ),
+    key("EF__DB_PORT", "database", Value("5432"), "PostgreSQL port."),
+    key(
+        "EF__DB_NAME",
+        "database",
+        Value("euraflow"),
+        "Database name.",
+    ),
+    key(
+        "EF__DB_USER",
+        "database",
+        Value("euraflow"),
+        "Database role.",
+    ),
+    secret(
+        "EF__DB_PASSWORD",
+        "database",
+        "db_password",
+        "Database password; not needed with a unix socket and peer authentication.",
+    ),
+    key(
+        "EF__DB_SSLMODE",
+        "database",
+        Value("prefer"),
+        "disable, prefer, require or verify-full (remote servers).",
+    ),
+    key(
+        "EF__DB_POOL_SIZE",
+        "database",
+        Value("40"),
+        "Connections kept open.",
+    ),
+    key(
+        "EF__DB_MAX_OVERFLOW",
+        "database",
+        Value("60"),
+        "Extra connections under load (pool total = size + overflow).",
+    ),
+    key(
+        "EF__DB_POOL_TIMEOUT",
+        "database",
+        Value("30s"),
+        "Longest wait for a connection; then 503 with Retry-After.",
+    ),
+    key(
+        "EF__DB_POOL_RECYCLE",
+        "database",
+        Value("3600s"),
+        "Connections above EF__DB_POOL_SIZE idle this long are closed.",
+    ),
+    key(
+        "EF__DB_STATEMENT_TIMEOUT",
+        "database",
+        Value("60s"),
+        "statement_timeout of every connection.",
+    ),
+    key(
+        "EF__DB_AUTO_MIGRATE",
+        "database",
+        Value("true"),
+        "Apply pending migrations when the server starts.",
+    ),
+    // --- redis --------------------------------------------------------------------------------
+    key(
+        "EF__REDIS_URL",
+        "redis",
+        Unset,
+        "redis://[:password@]host:port/db; overrides the EF__REDIS_HOST/PORT/DB keys.",
+    ),
+    key("EF__REDIS_HOST", "redis", Value("localhost"), "Redis host."),
+    key("EF__REDIS_PORT", "redis", Value("6379"), "Redis port."),
+    key(
+        "EF__REDIS_DB",
+        "redis",
+        Value("0"),
+        "Redis database number.",
+    ),
+    secret(
+        "EF__REDIS_PASSWORD",
+        "redis",
+        "redis_password",
+        "Redis password, if any.",
+    ),
+    key(
+        "EF__REDIS_MAX_CONNECTIONS",
+        "redis",
+        Value("50"),
+        "Redis connections at most.",
+    ),
+    key(
+        "EF__REDIS_TIMEOUT",
+        "redis",
+        Value("5s"),
+        "Redis connect and command timeout.",
+    ),
+    // --- jobs ---------------------------------------------------------------------------------
+    key(
+        "EF__WORKER_CONCURRENCY",
+        "jobs",
+        Value("12"),
+        "Jobs run at once by euraflow worker (was EF__CELERY_CONCURRENCY).",
+    ),
+    // --- logging and metrics ------------------------------------------------------------------
+    key(
+        "EF__LOG_LEVEL",
+        "logging",
+        Value("INFO"),
+        "DEBUG, INFO, WARNING or ERROR.",
+    ),
+    key(
+        "EF__LOG_FORMAT",
+        "logging",
+        Value("text"),
+        "text or json on stderr (under systemd the journal is used).",
+    ),
+    key(
+        "EF__METRICS_ENABLED",
+        "logging",
+        Value("true"),
+        "Collect and serve Prometheus metrics.",
+    ),
+    // --- business -----------------------------------------------------------------------------
+    key(
+        "EF__INVENTORY_DEFAULT_THRESHOLD",
+        "business",
+        Value("5"),
+        "Default low-stock threshold.",
+    ),
+    key(
+        "EF__PRICE_MIN_MARGIN",
+        "business",
+        Value("0.2"),
+        "Minimum price margin (0..1).",
+    ),
+];
+
+/// A key of the original deployment that the appliance no longer needs. It is accepted with one
+/// notice so an operator's existing `.env` works unchanged.
+#[derive(Debug, Clone, Copy)]
+pub struct Retired {
+    /// A full key name, or a prefix ending in `_`.
+    pub pattern: &'static str,
+    pub notice: &'static str,
+}
+
+pub static RETIRED: &[Retired] = &[
+    Retired {
+        pattern: "EF__CELERY_",
+        notice: "jobs run in PostgreSQL under `euraflow worker`; Celery settings no longer apply",
+    },
+    Retired {
+        pattern: "EF__USE_ARQ_DISPATCHER",
+        notice: "ARQ is replaced by the PostgreSQL job queue of `euraflow worker`",
+    },
+    Retired {
+        pattern: "EF__ARQ_",
+        notice: "ARQ is replaced by the PostgreSQL job queue of `euraflow worker`",
+    },
+    Retired {
+        pattern: "EF__PLUGIN_",
+        notice: "features are built into the binary; there is no plugin directory to load",
+    },
+    Retired {
+        pattern: "EF__METRICS_PREFIX",
+        notice: "metric names keep the original `ef_` prefix",
+    },
+    Retired {
+        pattern: "EF__TRACE_ENABLED",
+        notice: "every request carries a request id (X-Trace-Id, REQUEST_ID in the journal)",
+    },
+    Retired {
+        pattern: "EF__ADMIN_PASSWORD",
+        notice: "there is no default admin password; the first admin's random password is written to <state dir>/initial-admin-password",
+    },
+];
+
+/// An old name for a current key.
+#[derive(Debug, Clone, Copy)]
+pub struct Alias {
+    pub name: &'static str,
+    pub target: &'static str,
+}
+
+pub static ALIASES: &[Alias] = &[Alias {
+    name: "EF__CELERY_CONCURRENCY",
+    target: "EF__WORKER_CONCURRENCY",
+}];
+
+/// Keys read before the configuration file is found; they are not themselves configuration.
+pub static META_KEYS: &[&str] = &["EF__CONFIG_FILE"];
+
+pub fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+pub fn alias_of(name: &str) -> Option<&'static Alias> {
+    ALIASES.iter().find(|a| a.name == name)
+}
+
+pub fn retired(name: &str) -> Option<&'static Retired> {
+    if alias_of(name).is_some() {
+        return None;
+    }
+    RETIRED.iter().find(|r| {
+        if r.pattern.ends_with('_') {
+            name.starts_with(r.pattern)
+        } else {
+            name == r.pattern
+        }
+    })
+}
+
+/// The known key most like `name`, for "did you mean" warnings.
+pub fn closest(name: &str) -> Option<&'static str> {
+    let candidates = KEYS
+        .iter()
+        .map(|k| k.name)
+        .chain(ALIASES.iter().map(|a| a.name))
+        .chain(META_KEYS.iter().copied());
+    candidates
+        .map(|c| (c, strsim::jaro_winkler(&name.to_ascii_uppercase(), c)))
+        .filter(|(_, score)| *score >= 0.80)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(c, _)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_prefixed() {
+        let mut seen = std::collections::HashSet::new();
+        for k in KEYS {
+            assert!(k.name.starts_with("EF__"), "{}", k.name);
+            assert!(seen.insert(k.name), "duplicate {}", k.name);
+            assert_eq!(k.secret, k.credential.is_some(), "{}", k.name);
+        }
+    }
+
+    #[test]
+    fn every_key_of_the_original_production_template_is_known() {
+        // The keys of the original .env.production.example, in its order.
+        for name in [
+            "EF__DB_HOST",
+            "EF__DB_PORT",
+            "EF__DB_NAME",
+            "EF__DB_USER",
+            "EF__DB_PASSWORD",
+            "EF__DB_POOL_SIZE",
+            "EF__DB_MAX_OVERFLOW",
+            "EF__REDIS_HOST",
+            "EF__REDIS_PORT",
+            "EF__REDIS_DB",
+            "EF__API_HOST",
+            "EF__API_PORT",
+            "EF__API_PREFIX",
+            "EF__API_DEBUG",
+            "EF__SECRET_KEY",
+            "EF__ALGORITHM",
+            "EF__ACCESS_TOKEN_EXPIRE_MINUTES",
+            "EF__CELERY_BROKER_URL",
+            "EF__CELERY_RESULT_BACKEND",
+            "EF__CELERY_CONCURRENCY",
+            "EF__USE_ARQ_DISPATCHER",
+            "EF__LOG_LEVEL",
+            "EF__LOG_FORMAT",
+            "EF__METRICS_ENABLED",
+            "EF__METRICS_PREFIX",
+            "EF__TRACE_ENABLED",
+            "EF__PLUGIN_DIR",
+            "EF__PLUGIN_AUTO_LOAD",
+            "EF__PLUGIN_CONFIG_FILE",
+            "EF__RATE_LIMIT_ENABLED",
+            "EF__RATE_LIMIT_DEFAULT",
+            "EF__INVENTORY_DEFAULT_THRESHOLD",
+            "EF__PRICE_MIN_MARGIN",
+        ] {
+            assert!(
+                find(name).is_some() || retired(name).is_some() || alias_of(name).is_some(),
+                "{name} is not accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn closest_suggests_the_intended_key() {
+        assert_eq!(closest("EF__DB_POOLSIZE"), Some("EF__DB_POOL_SIZE"));
+        assert_eq!(closest("EF__API__PORT"), Some("EF__API_PORT"));
+        assert_eq!(closest("EF__XYZZY_FROB_NICATE_QQQ"), None);
+    }
+}

@@ -1,0 +1,87 @@
+//! One log event per request, after the response is ready. Fields are named so journald shows them
+//! as `REQUEST_ID`, `HTTP_STATUS`, `LATENCY_MS`, ... (`journalctl -u euraflow HTTP_STATUS=500`).
+//! The query string is never logged: it can carry tokens (the websocket's `?token=`), and
+//! neither are headers or bodies.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::header;
+
+use super::client_ip::ClientIp;
+use super::request_id::RequestId;
+use crate::state::AppState;
+
+const MAX_LOGGED_PATH: usize = 256;
+const MAX_LOGGED_AGENT: usize = 200;
+
+pub async fn log(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = truncate(req.uri().path(), MAX_LOGGED_PATH).to_owned();
+    let version = format!("{:?}", req.version());
+    let agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| truncate(v, MAX_LOGGED_AGENT).to_owned())
+        .unwrap_or_default();
+    let client = req
+        .extensions()
+        .get::<ClientIp>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let listener = req
+        .extensions()
+        .get::<crate::http::server::ConnInfo>()
+        .map(|c| c.kind.as_str())
+        .unwrap_or("internal");
+
+    let resp = next.run(req).await;
+
+    state.stats().count_request();
+    let status = resp.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = (latency_ms * 10.0).round() / 10.0;
+    macro_rules! event {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "euraflow::access",
+                request_id = %request_id,
+                http_method = %method,
+                http_path = %path,
+                http_status = status,
+                latency_ms,
+                client_ip = %client,
+                http_version = %version,
+                listener,
+                user_agent = %agent,
+                "{method} {path} {status} {latency_ms}ms"
+            )
+        };
+    }
+    if status >= 500 {
+        event!(warn);
+    } else {
+        event!(info);
+    }
+    resp
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,245 @@
+//! Accepting connections and serving HTTP/1.1 and HTTP/2 on them.
+//!
+//! The accept loop only accepts: each connection is spawned at once and the TLS handshake runs in
+//! its own task under `EF__TLS_HANDSHAKE_TIMEOUT`, so one slow or silent client never delays the
+//! next. Open connections are capped (`EF__MAX_CONNECTIONS`); past the cap the loop stops
+//! accepting and further clients wait in the kernel's listen backlog instead of being refused.
+//! Request headers must arrive within `EF__HTTP_HEADER_TIMEOUT` (slowloris), which also bounds how
+//! long an idle keep-alive connection is kept.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::config::HttpConfig;
+use crate::state::AppState;
+
+/// Which listener a connection came in on. Some answers depend on it (HSTS only on HTTPS; metrics
+/// and health details only on the loopback plain listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Https,
+    Http,
+}
+
+impl ListenerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerKind::Https => "https",
+            ListenerKind::Http => "http",
+        }
+    }
+}
+
+/// Per-connection facts, put into every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+/// HTTP/2 pings find dead peers behind NAT; streams per connection are bounded.
+const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+const H2_MAX_STREAMS: u32 = 256;
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+const H1_MAX_HEADERS: usize = 100;
+/// Pause after an accept error such as "too many open files", instead of spinning.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Shared by both listeners: the route table, the limits, and the graceful-shutdown tracker.
+pub struct HttpServer {
+    router: Router,
+    state: AppState,
+    builder: auto::Builder<TokioExecutor>,
+    connection_slots: Arc<Semaphore>,
+    handshake_timeout: Duration,
+    graceful: std::sync::Mutex<Option<GracefulShutdown>>,
+    /// Cancelled when the drain bound has passed: connections still open are closed.
+    force_close: CancellationToken,
+}
+
+impl HttpServer {
+    pub fn new(router: Router, state: AppState, cfg: &HttpConfig) -> Arc<Self> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(cfg.header_timeout)
+            .max_headers(H1_MAX_HEADERS)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(H2_MAX_HEADER_LIST);
+        Arc::new(HttpServer {
+            router,
+            state,
+            builder,
+            connection_slots: Arc::new(Semaphore::new(cfg.max_connections)),
+            handshake_timeout: cfg.tls_handshake_timeout,
+            graceful: std::sync::Mutex::new(Some(GracefulShutdown::new())),
+            force_close: CancellationToken::new(),
+        })
+    }
+
+    /// Accept until `stop` is cancelled. `tls` is `Some` on the HTTPS listener.
+    pub async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        kind: ListenerKind,
+        tls: Option<TlsAcceptor>,
+        stop: CancellationToken,
+    ) {
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = stop.cancelled() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Per-connection errors (the peer reset before accept) are routine;
+                    // descriptor exhaustion (EMFILE 24 / ENFILE 23) needs an operator and a pause.
+                    if matches!(e.raw_os_error(), Some(23 | 24)) {
+                        tracing::error!(error = %e, listener = kind.as_str(), "cannot accept: out of file descriptors; raise LimitNOFILE or lower EF__MAX_CONNECTIONS");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    } else {
+                        tracing::debug!(error = %e, "accept failed");
+                    }
+                    continue;
+                }
+            };
+            // At the cap this loop waits here, holding the one connection it accepted; everyone
+            // after it waits in the listen backlog until a connection closes.
+            let permit = tokio::select! {
+                p = self.connection_slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = stop.cancelled() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let info = ConnInfo { peer, local, kind };
+            let watcher = match self.graceful.lock() {
+                Ok(g) => g.as_ref().map(|g| g.watcher()),
+                Err(_) => None,
+            };
+            let Some(watcher) = watcher else {
+                // Draining has begun: no new connections.
+                break;
+            };
+            let server = self.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let _slot = permit;
+                let _open = server.state.stats().open_connection();
+                server.serve_connection(stream, info, tls, watcher).await;
+            });
+        }
+        tracing::debug!(listener = kind.as_str(), "accept loop stopped");
+    }
+
+    async fn serve_connection(
+        &self,
+        stream: TcpStream,
+        info: ConnInfo,
+        tls: Option<TlsAcceptor>,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let router = self.router.clone();
+        let service =
+            TowerToHyperService::new(router.map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(info);
+                req
+            }));
+        let result = match tls {
+            Some(acceptor) => {
+                let handshake = tokio::select! {
+                    r = tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)) => r,
+                    _ = self.force_close.cancelled() => return,
+                };
+                let tls_stream = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        self.state.stats().count_tls_failure();
+                        tracing::debug!(peer = %info.peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        self.state.stats().count_tls_failure();
+                        tracing::debug!(peer = %info.peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let conn = self
+                    .builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
+                    .into_owned();
+                tokio::select! {
+                    r = watcher.watch(conn) => r,
+                    _ = self.force_close.cancelled() => return,
+                }
+            }
+            None => {
+                let conn = self
+                    .builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                tokio::select! {
+                    r = watcher.watch(conn) => r,
+                    _ = self.force_close.cancelled() => return,
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    /// Stop taking connections, let open ones finish their in-flight requests (HTTP/1 closes after
+    /// the current response, HTTP/2 sends GOAWAY), and close whatever is left after `bound`.
+    /// Returns the number of connections that had to be closed.
+    pub async fn drain(&self, bound: Duration) -> usize {
+        let graceful = match self.graceful.lock() {
+            Ok(mut g) => g.take(),
+            Err(_) => None,
+        };
+        let Some(graceful) = graceful else {
+            return 0;
+        };
+        let open = graceful.count();
+        let outcome = tokio::time::timeout(bound, graceful.shutdown()).await;
+        let left = match outcome {
+            Ok(()) => 0,
+            Err(_) => self.state.stats().open_connections() as usize,
+        };
+        self.force_close.cancel();
+        tracing::info!(
+            connections = open,
+            closed_at_deadline = left,
+            "connections drained"
+        );
+        left
+    }
+}

@@ -1,0 +1,582 @@
+//! The web app build at `/` and the files at `/downloads`, served the way the guide's nginx did
+//! and better: `index.html` only for page navigations (a missing asset is a real 404), cache
+//! lifetimes by file kind, ETag / Last-Modified revalidation, byte ranges, precompressed `.br` /
+//! `.gz` siblings, and no way out of the root (`..`, encoded separators, dotfiles, symlinks).
+
+use std::io::SeekFrom;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode, Uri};
+use percent_encoding::percent_decode_str;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use crate::http::middleware::compression;
+use crate::state::AppState;
+
+/// Hashed build assets never change under the same name.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// `index.html` must be revalidated, or a browser keeps running the previous deploy's app.
+const NO_CACHE: &str = "no-cache";
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a path was not served.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Malformed or hostile: `..`, encoded `/` or `\`, NUL, invalid UTF-8.
+    BadPath,
+    /// Not there, a dotfile, a directory, or outside the root.
+    NotFound,
+}
+
+/// `GET /downloads/...`
+pub async fn downloads(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let web = &state.config().web;
+    if !matches!(method, Method::GET | Method::HEAD) {
+        return plain_status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let rel = uri.path().strip_prefix("/downloads").unwrap_or_default();
+    let cache = format!("public, max-age={}", web.downloads_cache_max_age.as_secs());
+    match serve_path(&web.downloads_root, rel, &method, &headers, |_| {
+        cache.clone()
+    })
+    .await
+    {
+        Ok(resp) => resp,
+        Err(Refusal::BadPath) => plain_status(StatusCode::BAD_REQUEST),
+        Err(Refusal::NotFound) => plain_status(StatusCode::NOT_FOUND),
+    }
+}
+
+/// Everything not matched by the API or `/downloads`: the single-page app.
+pub async fn web_app(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let web = &state.config().web;
+    if !matches!(method, Method::GET | Method::HEAD) {
+        return plain_status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let path = uri.path();
+    let day = web.web_cache_max_age.as_secs();
+    let cache_for = move |p: &Path| cache_rule(p, day);
+    if path != "/" {
+        match serve_path(&web.web_root, path, &method, &headers, cache_for).await {
+            Ok(resp) => return resp,
+            Err(Refusal::BadPath) => return plain_status(StatusCode::BAD_REQUEST),
+            Err(Refusal::NotFound) if !is_navigation(&method, path, &headers) => {
+                return plain_status(StatusCode::NOT_FOUND);
+            }
+            Err(Refusal::NotFound) => {}
+        }
+    }
+    // `/` and page navigations (deep links such as /dashboard/orders) get the app's shell.
+    match serve_path(&web.web_root, "/index.html", &method, &headers, cache_for).await {
+        Ok(resp) => resp,
+        Err(_) => no_web_build_page(&web.web_root, method == Method::HEAD),
+    }
+}
+
+/// A page navigation is what a browser sends when the user opens a URL: GET/HEAD, accepting
+/// HTML, for a path without a file extension. A script or image request for a missing file is
+/// not one, and gets 404 instead of the app's HTML (which would fail as JavaScript in confusing ways).
+fn is_navigation(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    let accepts_html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"));
+    let last = path.rsplit('/').next().unwrap_or_default();
+    accepts_html
+        && matches!(*method, Method::GET | Method::HEAD)
+        && !last.contains('.')
+        && !path.starts_with("/api/")
+        && path != "/api"
+        && !path.starts_with("/downloads")
+}
+
+fn cache_rule(path: &Path, default_max_age: u64) -> String {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if name == "index.html" {
+        return NO_CACHE.to_owned();
+    }
+    let in_assets = path
+        .components()
+        .any(|c| matches!(c, Component::Normal(s) if s == "assets"));
+    if in_assets && has_content_hash(name) {
+        return IMMUTABLE.to_owned();
+    }
+    format!("public, max-age={default_max_age}")
+}
+
+/// Build tools name assets `name-<hash>.ext` (Vite: 8 URL-safe base64 characters) or
+/// `name.<hash>.ext`.
+fn has_content_hash(file_name: &str) -> bool {
+    let stem = file_name
+        .split_once('.')
+        .map(|(s, _)| s)
+        .unwrap_or(file_name);
+    let candidates = [
+        stem.rsplit_once('-').map(|(_, h)| h),
+        file_name
+            .split('.')
+            .nth(1)
+            .filter(|_| file_name.matches('.').count() >= 2),
+    ];
+    candidates.into_iter().flatten().any(|h| {
+        h.len() >= 8
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && h.bytes()
+                .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    })
+}
+
+/// Turn the URL path into a path below `root`, refusing anything that could leave it.
+fn resolve_relative(url_path: &str) -> Result<PathBuf, Refusal> {
+    let mut rel = PathBuf::new();
+    for (i, raw) in url_path.split('/').enumerate() {
+        if raw.is_empty() {
+            continue;
+        }
+        let decoded = percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| Refusal::BadPath)?;
+        if decoded.contains(['/', '\\', '\0']) || decoded == ".." {
+            return Err(Refusal::BadPath);
+        }
+        if decoded == "." {
+            continue;
+        }
+        // Dotfiles (.env, .git, .htpasswd) are never served; .well-known at the top is standard.
+        if decoded.starts_with('.') && !(i == 1 && decoded == ".well-known") {
+            return Err(Refusal::NotFound);
+        }
+        rel.push(decoded.as_ref());
+    }
+    Ok(rel)
+}
+
+/// The file for `url_path` below `root`, after following symlinks, only if it stays inside.
+async fn locate(root: &Path, url_path: &str) -> Result<(PathBuf, std::fs::Metadata), Refusal> {
+    let rel = resolve_relative(url_path)?;
+    let root = tokio::fs::canonicalize(root)
+        .await
+        .map_err(|_| Refusal::NotFound)?;
+    let real = tokio::fs::canonicalize(root.join(&rel))
+        .await
+        .map_err(|_| Refusal::NotFound)?;
+    if !real.starts_with(&root) {
+        tracing::warn!(path = %url_path, "refused a path that resolves outside its root");
+        return Err(Refusal::NotFound);
+    }
+    let meta = tokio::fs::metadata(&real)
+        .await
+        .map_err(|_| Refusal::NotFound)?;
+    if !meta.is_file() {
+        return Err(Refusal::NotFound);
+    }
+    Ok((real, meta))
+}
+
+/// A precompressed sibling the client accepts, if one exists inside the root.
+async fn precompressed(
+    root: &Path,
+    url_path: &str,
+    headers: &HeaderMap,
+) -> Option<(PathBuf, std::fs::Metadata, &'static str)> {
+    for encoding in compression::accepted_in_preference_order(headers) {
+        let suffix = match encoding {
+            "br" => ".br",
+            "gzip" => ".gz",
+            _ => continue,
+        };
+        if let Ok(found) = locate(root, &format!("{url_path}{suffix}")).await {
+            return Some((found.0, found.1, encoding));
+        }
+    }
+    None
+}
+
+async fn serve_path(
+    root: &Path,
+    url_path: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    cache_for: impl Fn(&Path) -> String,
+) -> Result<Response, Refusal> {
+    let (path, meta) = locate(root, url_path).await?;
+    let wants_range = headers.contains_key(header::RANGE);
+    let content_type = mime_guess::from_path(&path)
+        .first_raw()
+        .map(|m| {
+            if m.starts_with("text/") || m == "application/javascript" || m == "application/json" {
+                format!("{m}; charset=utf-8")
+            } else {
+                m.to_owned()
+            }
+        })
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let compressible = compression::is_compressible(&content_type);
+
+    // Ranges are served from the identity file, so offsets mean the same to every client.
+    let variant = if wants_range || !compressible {
+        None
+    } else {
+        precompressed(root, url_path, headers).await
+    };
+    let (file_path, file_meta, encoding) = match variant {
+        Some((p, m, e)) => (p, m, Some(e)),
+        None => (path.clone(), meta, None),
+    };
+    let len = file_meta.len();
+    let modified = file_meta.modified().ok();
+    // Compressed on the fly by the compression layer: the bytes differ from the file's, so the
+    // validator may only be weak.
+    let weak = encoding.is_none()
+        && compression::would_compress(&content_type, len, headers)
+        && !wants_range;
+    let etag = make_etag(len, modified, encoding, weak);
+
+    let mut resp_headers = HeaderMap::new();
+    insert(&mut resp_headers, header::CONTENT_TYPE, &content_type);
+    insert(&mut resp_headers, header::ETAG, &etag);
+    insert(&mut resp_headers, header::CACHE_CONTROL, &cache_for(&path));
+    if let Some(m) = modified {
+        insert(
+            &mut resp_headers,
+            header::LAST_MODIFIED,
+            &httpdate::fmt_http_date(m),
+        );
+    }
+    if compressible {
+        resp_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    if let Some(e) = encoding {
+        insert(&mut resp_headers, header::CONTENT_ENCODING, e);
+    } else {
+        resp_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+
+    if not_modified(headers, &etag, modified) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        for name in [
+            header::ETAG,
+            header::CACHE_CONTROL,
+            header::LAST_MODIFIED,
+            header::VARY,
+        ] {
+            if let Some(v) = resp_headers.get(&name) {
+                resp.headers_mut().insert(name, v.clone());
+            }
+        }
+        return Ok(resp);
+    }
+
+    let mut status = StatusCode::OK;
+    let (mut start, mut count) = (0u64, len);
+    if encoding.is_none() && *method == Method::GET {
+        if let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+            if if_range_matches(headers, &etag, modified) {
+                match parse_range(range, len) {
+                    RangeRequest::Single(s, e) => {
+                        status = StatusCode::PARTIAL_CONTENT;
+                        start = s;
+                        count = e - s + 1;
+                        insert(
+                            &mut resp_headers,
+                            header::CONTENT_RANGE,
+                            &format!("bytes {s}-{e}/{len}"),
+                        );
+                    }
+                    RangeRequest::Unsatisfiable => {
+                        let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+                        insert(
+                            resp.headers_mut(),
+                            header::CONTENT_RANGE,
+                            &format!("bytes */{len}"),
+                        );
+                        return Ok(resp);
+                    }
+                    RangeRequest::Ignore => {}
+                }
+            }
+        }
+    }
+    insert(
+        &mut resp_headers,
+        header::CONTENT_LENGTH,
+        &count.to_string(),
+    );
+
+    let body = if *method == Method::HEAD {
+        Body::empty()
+    } else {
+        let mut file = tokio::fs::File::open(&file_path)
+            .await
+            .map_err(|_| Refusal::NotFound)?;
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(|_| Refusal::NotFound)?;
+        }
+        Body::from_stream(ReaderStream::with_capacity(file.take(count), READ_CHUNK))
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = resp_headers;
+    Ok(resp)
+}
+
+fn insert(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+fn make_etag(len: u64, modified: Option<SystemTime>, encoding: Option<&str>, weak: bool) -> String {
+    let nanos = modified
+        .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or(Duration::ZERO)
+        .as_nanos();
+    let suffix = match encoding {
+        Some("br") => "-br",
+        Some("gzip") => "-gz",
+        _ => "",
+    };
+    let tag = format!("\"{len:x}-{nanos:x}{suffix}\"");
+    if weak { format!("W/{tag}") } else { tag }
+}
+
+fn opaque(tag: &str) -> &str {
+    tag.trim().trim_start_matches("W/")
+}
+
+/// RFC 9110 §13.1.2 / §13.1.3: If-None-Match (weak comparison) wins over If-Modified-Since.
+fn not_modified(headers: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> bool {
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        return inm.trim() == "*" || inm.split(',').any(|t| opaque(t) == opaque(etag));
+    }
+    let (Some(ims), Some(m)) = (
+        headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok()),
+        modified,
+    ) else {
+        return false;
+    };
+    // HTTP dates have whole seconds.
+    let m_secs = m
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ims_secs = ims
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    m_secs <= ims_secs
+}
+
+/// If-Range needs a strong match; otherwise the whole (changed) file is sent.
+fn if_range_matches(headers: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> bool {
+    let Some(v) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let v = v.trim();
+    if v.starts_with('"') {
+        return !etag.starts_with("W/") && v == etag;
+    }
+    match (httpdate::parse_http_date(v), modified) {
+        (Ok(date), Some(m)) => httpdate::fmt_http_date(date) == httpdate::fmt_http_date(m),
+        _ => false,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    Single(u64, u64),
+    Unsatisfiable,
+    /// Not a byte range we serve as such (several ranges, other units, garbage): send it all.
+    Ignore,
+}
+
+fn parse_range(value: &str, len: u64) -> RangeRequest {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Ignore;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeRequest::Ignore;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    match (a.is_empty(), b.is_empty()) {
+        // bytes=-N: the last N bytes
+        (true, false) => match b.parse::<u64>() {
+            Ok(0) => RangeRequest::Unsatisfiable,
+            Ok(n) if len > 0 => RangeRequest::Single(len.saturating_sub(n), len - 1),
+            Ok(_) => RangeRequest::Unsatisfiable,
+            Err(_) => RangeRequest::Ignore,
+        },
+        (false, _) => {
+            let Ok(start) = a.parse::<u64>() else {
+                return RangeRequest::Ignore;
+            };
+            let end = if b.is_empty() {
+                len.saturating_sub(1)
+            } else {
+                match b.parse::<u64>() {
+                    Ok(e) if e >= start => e.min(len.saturating_sub(1)),
+                    Ok(_) => return RangeRequest::Ignore,
+                    Err(_) => return RangeRequest::Ignore,
+                }
+            };
+            if start >= len {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Single(start, end)
+            }
+        }
+        (true, true) => RangeRequest::Ignore,
+    }
+}
+
+fn plain_status(status: StatusCode) -> Response {
+    let text = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default()
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+/// What `/` shows before the web build is installed: the server runs, and where the build goes.
+fn no_web_build_page(web_root: &Path, head: bool) -> Response {
+    let root = html_escape(&web_root.display().to_string());
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>EuraFlow server</title>\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}}code{{background:#f2f2f2;padding:.1rem .3rem}}</style>\
+</head><body><h1>EuraFlow server {version} is running</h1>\
+<p>The API answers under <code>/api/ef/v1</code>. No web app is installed yet.</p>\
+<p>Copy the web build (the contents of <code>dist/</code>) into <code>{root}</code>, \
+so that <code>{root}/index.html</code> exists. No restart is needed.</p>\
+<p>Health: <a href=\"/healthz\"><code>/healthz</code></a></p></body></html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(html)
+    };
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_forms_are_refused() {
+        for p in [
+            "/../etc/passwd",
+            "/a/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E%2Fetc%2Fpasswd",
+            "/..%5c..%5cetc%5cpasswd",
+            "/a%00b",
+            "/%ff%fe",
+        ] {
+            assert_eq!(resolve_relative(p), Err(Refusal::BadPath), "{p}");
+        }
+        assert_eq!(resolve_relative("/.env"), Err(Refusal::NotFound));
+        assert_eq!(
+            resolve_relative("/assets/.git/config"),
+            Err(Refusal::NotFound)
+        );
+        assert_eq!(
+            resolve_relative("/.well-known/security.txt"),
+            Ok(PathBuf::from(".well-known/security.txt"))
+        );
+        assert_eq!(
+            resolve_relative("/assets/./js//app.js"),
+            Ok(PathBuf::from("assets/js/app.js"))
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), RangeRequest::Single(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), RangeRequest::Single(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), RangeRequest::Single(90, 99));
+        assert_eq!(
+            parse_range("bytes=95-200", 100),
+            RangeRequest::Single(95, 99)
+        );
+        assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Ignore);
+        assert_eq!(parse_range("items=0-1", 100), RangeRequest::Ignore);
+        assert_eq!(parse_range("bytes=5-1", 100), RangeRequest::Ignore);
+    }
+
+    #[test]
+    fn hashed_asset_names() {
+        assert!(has_content_hash("index-BXk3a9Fz.js"));
+        assert!(has_content_hash("vendor-react-Dm2kLq9x.js"));
+        assert!(has_content_hash("main.3f2a1b4c9.css"));
+        assert!(!has_content_hash("favicon.svg"));
+        assert!(!has_content_hash("notice.mp3"));
+        assert!(!has_content_hash("category-tree.json"));
+        assert_eq!(cache_rule(Path::new("/w/index.html"), 86400), NO_CACHE);
+        assert_eq!(
+            cache_rule(Path::new("/w/assets/js/index-BXk3a9Fz.js"), 86400),
+            IMMUTABLE
+        );
+        assert_eq!(
+            cache_rule(Path::new("/w/data/categoryTree.json"), 86400),
+            "public, max-age=86400"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! euraflow: the EuraFlow production server as one systemd appliance.
+//! `DESIGN.md` is the map; each module's header says what it owns.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod http;
+pub mod lifecycle;
+pub mod serve;
+pub mod startup;
+pub mod state;
+pub mod systemd;
+pub mod telemetry;

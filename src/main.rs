@@ -1,0 +1,5 @@
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    euraflow::cli::run(euraflow::cli::Cli::parse())
+}

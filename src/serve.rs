@@ -1,0 +1,154 @@
+//! `euraflow serve`: the server's life from start to exit.
+//!
+//! start → READY=1 → (SIGHUP → RELOADING=1 → READY=1)* → SIGTERM/SIGINT → STOPPING=1 → stop
+//! accepting → in-flight requests finish within EF__SHUTDOWN_TIMEOUT → exit 0.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Loaded;
+use crate::lifecycle::{Lifecycle, TaskName};
+use crate::startup::{Application, Running};
+use crate::systemd::{self, InheritedSockets};
+
+/// How often the STATUS= line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// Tasks other than connections get this long after the drain.
+const TASK_STOP_BOUND: Duration = Duration::from_secs(3);
+
+pub async fn run(loaded: Loaded, inherited: InheritedSockets) -> anyhow::Result<()> {
+    let config = loaded.config.clone();
+    let shutdown_timeout = config.http.shutdown_timeout;
+    let lifecycle = Lifecycle::new();
+
+    // Signals are installed before READY so a stop request can never be lost in between.
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+
+    let app = Application::build(config, inherited).await?;
+    if let Some(cert) = app.certificate() {
+        log_certificate(&cert, "serving certificate");
+    }
+    let socket_activated = app.socket_activated();
+    let running = app.start(&lifecycle);
+    let where_ = listeners_text(&running);
+    tracing::info!(
+        https = running.https_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        http = %running.http_addr,
+        socket_activated,
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    systemd::ready(&format!("serving {where_}"));
+
+    if let Some(every) = systemd::watchdog_interval() {
+        let token = lifecycle.shutdown_token();
+        lifecycle.spawn(TaskName::Watchdog, async move {
+            // A ping from a task on the runtime proves the runtime still schedules work.
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => systemd::watchdog_ping(),
+                    _ = token.cancelled() => break,
+                }
+            }
+        });
+    }
+    {
+        let token = lifecycle.shutdown_token();
+        let state = running.state().clone();
+        let where_ = where_.clone();
+        lifecycle.spawn(TaskName::StatusReporter, async move {
+            let mut tick = tokio::time::interval(STATUS_EVERY);
+            tick.tick().await;
+            let mut last = (Instant::now(), state.stats().requests());
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = token.cancelled() => break,
+                }
+                let now = (Instant::now(), state.stats().requests());
+                let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64();
+                last = now;
+                systemd::status(&format!(
+                    "serving {where_}: {} connections, {rate:.1} req/s",
+                    state.stats().open_connections()
+                ));
+            }
+        });
+    }
+
+    let reason = loop {
+        tokio::select! {
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            _ = sighup.recv() => reload(&running, &where_),
+        }
+    };
+
+    tracing::info!(
+        signal = reason,
+        drain_timeout_s = shutdown_timeout.as_secs_f64(),
+        "stopping: no new connections, finishing in-flight requests"
+    );
+    systemd::stopping("stopping: finishing in-flight requests");
+    lifecycle.begin_shutdown();
+    let cut = running.drain(shutdown_timeout).await;
+    let stuck = lifecycle.join(TASK_STOP_BOUND).await;
+    if !stuck.is_empty() {
+        let names: Vec<String> = stuck.iter().map(ToString::to_string).collect();
+        tracing::warn!(tasks = %names.join(", "), "tasks were aborted at shutdown");
+    }
+    tracing::info!(connections_cut = cut, "stopped");
+    Ok(())
+}
+
+fn reload(running: &Running, where_: &str) {
+    systemd::reloading();
+    tracing::info!("SIGHUP: reloading the TLS certificate");
+    match running.reload_tls() {
+        Ok(Some(cert)) => log_certificate(&cert, "reloaded certificate"),
+        Ok(None) => tracing::info!("HTTPS is off; nothing to reload"),
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            "the new TLS certificate was refused; still serving the previous one"
+        ),
+    }
+    systemd::ready(&format!("serving {where_}"));
+}
+
+fn log_certificate(cert: &crate::http::tls::LoadedCertificate, what: &str) {
+    let days_left = cert
+        .not_after
+        .duration_since(std::time::SystemTime::now())
+        .map(|d| (d.as_secs() / 86400) as i64)
+        .unwrap_or(-1);
+    tracing::info!(
+        subject = %cert.subject,
+        origin = %cert.origin,
+        sha256 = %cert.fingerprint,
+        expires = %httpdate::fmt_http_date(cert.not_after),
+        days_left,
+        "{what}"
+    );
+    if days_left < 0 {
+        tracing::error!(subject = %cert.subject, "the TLS certificate has expired; browsers will refuse it");
+    } else if days_left < 14 {
+        tracing::warn!(subject = %cert.subject, days_left, "the TLS certificate expires soon; check certbot renewal");
+    }
+    if cert.origin.starts_with("self-signed") {
+        tracing::warn!(
+            "serving a self-signed certificate; set EF__TLS_CERT and EF__TLS_KEY (e.g. Let's Encrypt) for production"
+        );
+    }
+}
+
+fn listeners_text(running: &Running) -> String {
+    match running.https_addr {
+        Some(a) => format!("https {a}, http {}", running.http_addr),
+        None => format!("http {}", running.http_addr),
+    }
+}

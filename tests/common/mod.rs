@@ -1,0 +1,303 @@
+//! Test harness: start the real server, in-process (`TestServer`) or as the real binary
+//! (`Process`), on ephemeral ports with its own state directory, and talk to it over real TLS.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use euraflow::config::{self, LoadOptions};
+use euraflow::lifecycle::Lifecycle;
+use euraflow::startup::{Application, Running};
+use euraflow::systemd::InheritedSockets;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_euraflow");
+
+/// The server in this test process, as `serve` builds it, on ephemeral loopback ports.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub running: Running,
+    pub lifecycle: Lifecycle,
+    pub ca_pem: Vec<u8>,
+}
+
+impl TestServer {
+    pub async fn start(env: &[(&str, &str)]) -> TestServer {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), env).await
+    }
+
+    /// `dir` becomes the working directory for relative paths and holds `.euraflow-dev/`.
+    pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> TestServer {
+        let mut vars: Vec<(String, String)> = vec![
+            ("EF__HTTPS_LISTEN".into(), "127.0.0.1:0".into()),
+            ("EF__API_PORT".into(), "0".into()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let opts = LoadOptions {
+            dev: true,
+            config_file: None,
+            env: vars,
+            cwd: dir.path().to_path_buf(),
+            hostname: "localhost".into(),
+        };
+        let loaded = config::load(&opts).unwrap_or_else(|e| panic!("config: {e}"));
+        let app = Application::build(loaded.config, InheritedSockets::default())
+            .await
+            .expect("build");
+        let https = app.https_addr().expect("https listener");
+        let http = app.http_addr();
+        let ca_pem = std::fs::read(dir.path().join(".euraflow-dev/tls/selfsigned.crt"))
+            .expect("self-signed certificate");
+        let lifecycle = Lifecycle::new();
+        let running = app.start(&lifecycle);
+        TestServer {
+            dir,
+            https,
+            http,
+            running,
+            lifecycle,
+            ca_pem,
+        }
+    }
+
+    pub fn web_root(&self) -> PathBuf {
+        self.dir.path().join(".euraflow-dev/web")
+    }
+
+    pub fn downloads_root(&self) -> PathBuf {
+        self.dir.path().join(".euraflow-dev/downloads")
+    }
+
+    /// A client that verifies the server's certificate for `localhost`.
+    pub fn client(&self) -> reqwest::Client {
+        client_for(&self.ca_pem, self.https, Protocol::Any)
+    }
+
+    pub fn client_h1(&self) -> reqwest::Client {
+        client_for(&self.ca_pem, self.https, Protocol::Http1)
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https.port())
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub async fn stop(self) {
+        self.lifecycle.begin_shutdown();
+        self.running.drain(Duration::from_secs(5)).await;
+        self.lifecycle.join(Duration::from_secs(5)).await;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Any,
+    Http1,
+}
+
+pub fn client_for(ca_pem: &[u8], https: SocketAddr, protocol: Protocol) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).expect("ca pem"))
+        .resolve("localhost", https)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_info(true)
+        .timeout(Duration::from_secs(30));
+    if protocol == Protocol::Http1 {
+        b = b.http1_only();
+    }
+    b.build().expect("client")
+}
+
+/// Send raw bytes to a plain-HTTP listener and read the whole answer (the connection is closed by
+/// `Connection: close`). Used where a client library would normalise the request (`..` paths).
+pub fn raw_http(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(request.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn raw_get(addr: SocketAddr, path: &str, extra_headers: &str) -> String {
+    raw_http(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra_headers}Connection: close\r\n\r\n"
+        ),
+    )
+}
+
+pub fn status_of(raw: &str) -> u16 {
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The real binary, with captured stderr (JSON log lines) and its listening addresses.
+pub struct Process {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub https: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Start `euraflow <args>` with `env` (plus JSON logs) in `dir`, and wait for "listening".
+    pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("EF__LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn euraflow");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = tx.send(line.clone());
+                    log.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let mut p = Process {
+            child,
+            dir: dir.to_path_buf(),
+            https: None,
+            http: None,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                        if v["message"] == "listening" {
+                            p.https = v["https"].as_str().and_then(|s| s.parse().ok());
+                            p.http = v["http"].as_str().and_then(|s| s.parse().ok());
+                            return p;
+                        }
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = p.child.try_wait() {
+                        panic!("euraflow exited early ({status}):\n{}", p.log_text());
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("euraflow did not report listening:\n{}", p.log_text());
+    }
+
+    pub fn pid(&self) -> rustix::process::Pid {
+        rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid")
+    }
+
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        rustix::process::kill_process(self.pid(), sig).expect("kill");
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Wait until a log line contains `needle` (or panic after `timeout`).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("no log line with {needle:?}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("euraflow did not exit in {timeout:?}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment for a production-mode process on ephemeral loopback ports with its own state.
+pub fn production_env(state_dir: &Path) -> Vec<(String, String)> {
+    let file = state_dir.join("euraflow.env");
+    if !file.exists() {
+        std::fs::write(&file, "# test configuration\n").expect("config file");
+    }
+    vec![
+        ("EF__STATE_DIR".into(), state_dir.display().to_string()),
+        (
+            "EF__CONFIG_FILE".into(),
+            state_dir.join("euraflow.env").display().to_string(),
+        ),
+        ("EF__HTTPS_LISTEN".into(), "127.0.0.1:0".into()),
+        ("EF__API_PORT".into(), "0".into()),
+        ("EF__SECRET_KEY".into(), config::generate_secret()),
+    ]
+}
+
+pub fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
+
+/// Connect, retrying while the listener is not up yet.
+pub fn connect_retry(addr: SocketAddr, timeout: Duration) -> TcpStream {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot connect to {addr}: {e}"),
+        }
+    }
+}
