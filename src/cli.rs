@@ -39,6 +39,21 @@ pub enum Command {
     },
     /// Print a new random secret for EF__SECRET_KEY (86 URL-safe characters)
     GenSecret,
+    /// Apply pending database migrations (or list them)
+    Migrate {
+        /// List applied and pending migrations without changing anything
+        #[arg(long)]
+        status: bool,
+        /// Create the database first when it is missing (the role needs CREATEDB)
+        #[arg(long)]
+        create_database: bool,
+    },
+    /// Health, database and Redis connections of this installation; non-zero when unhealthy
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,7 +63,11 @@ pub enum ConfigAction {
     /// Validate without starting: exit 0 when the server would start, 1 otherwise
     Check,
     /// The documented configuration file with every key and its default
-    Template,
+    Template {
+        /// As Markdown tables (the README's reference)
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -57,8 +76,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config { action } => match action {
             ConfigAction::Show => config_show(cli.dev, cli.config),
             ConfigAction::Check => config_check(cli.dev, cli.config),
-            ConfigAction::Template => {
-                print!("{}", config::render_template());
+            ConfigAction::Template { markdown } => {
+                if markdown {
+                    print!("{}", config::render_markdown_reference());
+                } else {
+                    print!("{}", config::render_template());
+                }
                 ExitCode::SUCCESS
             }
         },
@@ -66,6 +89,105 @@ pub fn run(cli: Cli) -> ExitCode {
             println!("{}", config::generate_secret());
             ExitCode::SUCCESS
         }
+        Command::Migrate {
+            status,
+            create_database,
+        } => with_runtime(cli.dev, cli.config, |loaded| async move {
+            migrate(&loaded.config, status, create_database).await
+        }),
+        Command::Status { json } => with_runtime(cli.dev, cli.config, |loaded| async move {
+            crate::ops::status::run(&loaded.config, json).await
+        }),
+    }
+}
+
+/// Load the configuration, set up logging, and run `f` on a small runtime (one-shot commands).
+fn with_runtime<F, Fut>(dev: bool, file: Option<PathBuf>, f: F) -> ExitCode
+where
+    F: FnOnce(Loaded) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let loaded = match load(dev, file) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprint!("{errors}");
+            return exit::code(exit::CONFIG);
+        }
+    };
+    let mut log = loaded.config.log.clone();
+    // One-shot commands talk to a person: warnings and errors only, unless asked for more.
+    if log.level == config::LogLevel::Info {
+        log.level = config::LogLevel::Warn;
+    }
+    telemetry::init(&log);
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f(loaded)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::code(exit::FAILURE)
+        }
+    }
+}
+
+async fn migrate(config: &config::Config, status: bool, create_database: bool) -> ExitCode {
+    use crate::db::migrate::{self as m, MigrateError};
+    if create_database {
+        match crate::db::create_database_if_missing(&config.db).await {
+            Ok(true) => println!("created database {}", config.db.name),
+            Ok(false) => {}
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return exit::code(exit::FAILURE);
+            }
+        }
+    }
+    let fail = |e: MigrateError| {
+        eprintln!("error: {e}");
+        if e.is_unavailable() {
+            exit::code(exit::UNAVAILABLE)
+        } else {
+            exit::code(exit::MIGRATION)
+        }
+    };
+    if status {
+        let client = match crate::db::connect_one(&config.db, &config.db.name).await {
+            Ok(c) => c,
+            Err(e) => return fail(MigrateError::Unavailable(e.to_string())),
+        };
+        return match m::status(&client, m::EMBEDDED).await {
+            Ok(s) => {
+                for a in &s.applied {
+                    println!(
+                        "applied  {}  {}  ({} ms)",
+                        a.name,
+                        a.applied_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        a.execution_ms
+                    );
+                }
+                for p in &s.pending {
+                    println!("pending  {p}");
+                }
+                println!("{} applied, {} pending", s.applied.len(), s.pending.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+    match crate::startup::run_migrations(&config.db).await {
+        Ok(applied) if applied.is_empty() => {
+            println!("database {} is up to date", config.db.name);
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            for name in &applied {
+                println!("applied  {name}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }
 
@@ -107,16 +229,15 @@ fn config_check(dev: bool, file: Option<PathBuf>) -> ExitCode {
     };
     print_diagnostics(&loaded);
     // A configured certificate must load and match its key, or the server would not start.
-    if let config::TlsConfig::Files { .. } = &loaded.config.tls {
-        if !matches!(loaded.config.http.https_listen, config::ListenAddr::Off) {
-            if let Err(e) = crate::http::tls::CertificateStore::open(
-                loaded.config.tls.clone(),
-                &loaded.config.server_name,
-            ) {
-                eprintln!("the configuration has 1 problem:\n  - TLS: {e:#}");
-                return exit::code(exit::FAILURE);
-            }
-        }
+    if let config::TlsConfig::Files { .. } = &loaded.config.tls
+        && !matches!(loaded.config.http.https_listen, config::ListenAddr::Off)
+        && let Err(e) = crate::http::tls::CertificateStore::open(
+            loaded.config.tls.clone(),
+            &loaded.config.server_name,
+        )
+    {
+        eprintln!("the configuration has 1 problem:\n  - TLS: {e:#}");
+        return exit::code(exit::FAILURE);
     }
     let mode = if loaded.config.is_production() {
         "production"
@@ -162,12 +283,17 @@ fn serve(dev: bool, file: Option<PathBuf>) -> ExitCode {
             return exit::code(exit::FAILURE);
         }
     };
-    match runtime.block_on(crate::serve::run(loaded, inherited)) {
+    match runtime.block_on(crate::serve::run(loaded, inherited, dev)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "the server stopped with an error");
-            eprintln!("error: {e:#}");
-            exit::code(exit::FAILURE)
+            tracing::error!(error = %e, "the server stopped with an error");
+            eprintln!("error: {e}");
+            match e {
+                crate::serve::ServeError::Migration(m) if !m.is_unavailable() => {
+                    exit::code(exit::MIGRATION)
+                }
+                _ => exit::code(exit::FAILURE),
+            }
         }
     }
 }

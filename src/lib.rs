@@ -4,9 +4,15 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod exit;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
+pub mod ops;
+pub mod outage;
+pub mod redis;
 pub mod serve;
 pub mod startup;
 pub mod state;

@@ -16,6 +16,8 @@ pub enum TaskName {
     HttpAcceptor,
     Watchdog,
     StatusReporter,
+    DatabaseMaintenance,
+    Migrations,
 }
 
 impl fmt::Display for TaskName {
@@ -25,6 +27,8 @@ impl fmt::Display for TaskName {
             TaskName::HttpAcceptor => "http-acceptor",
             TaskName::Watchdog => "watchdog",
             TaskName::StatusReporter => "status-reporter",
+            TaskName::DatabaseMaintenance => "database-maintenance",
+            TaskName::Migrations => "migrations",
         })
     }
 }

@@ -18,7 +18,16 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// Tasks other than connections get this long after the drain.
 const TASK_STOP_BOUND: Duration = Duration::from_secs(3);
 
-pub async fn run(loaded: Loaded, inherited: InheritedSockets) -> anyhow::Result<()> {
+/// Why the server stopped with an error; the CLI turns each into its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Migration(crate::db::migrate::MigrateError),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+pub async fn run(loaded: Loaded, inherited: InheritedSockets, dev: bool) -> Result<(), ServeError> {
     let config = loaded.config.clone();
     let shutdown_timeout = config.http.shutdown_timeout;
     let lifecycle = Lifecycle::new();
@@ -28,6 +37,9 @@ pub async fn run(loaded: Loaded, inherited: InheritedSockets) -> anyhow::Result<
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
+    crate::startup::prepare_database(&config, &lifecycle, dev)
+        .await
+        .map_err(ServeError::Migration)?;
     let app = Application::build(config, inherited).await?;
     if let Some(cert) = app.certificate() {
         log_certificate(&cert, "serving certificate");
@@ -97,6 +109,7 @@ pub async fn run(loaded: Loaded, inherited: InheritedSockets) -> anyhow::Result<
     systemd::stopping("stopping: finishing in-flight requests");
     lifecycle.begin_shutdown();
     let cut = running.drain(shutdown_timeout).await;
+    running.state().db().close();
     let stuck = lifecycle.join(TASK_STOP_BOUND).await;
     if !stuck.is_empty() {
         let names: Vec<String> = stuck.iter().map(ToString::to_string).collect();

@@ -11,10 +11,13 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ListenAddr};
+use crate::db::migrate::{self, MigrateError};
+use crate::db::{self, Database};
 use crate::http::router;
 use crate::http::server::{HttpServer, ListenerKind};
 use crate::http::tls::{CertificateStore, LoadedCertificate};
 use crate::lifecycle::{Lifecycle, TaskName};
+use crate::redis::Redis;
 use crate::state::AppState;
 use crate::systemd::InheritedSockets;
 
@@ -59,7 +62,9 @@ impl Application {
             (None, None)
         };
 
-        let state = AppState::new(config.clone());
+        let db = Database::new(&config.db)?;
+        let redis = Redis::new(&config.redis)?;
+        let state = AppState::new(config.clone(), db, redis)?;
         let router = router::build(state.clone());
         let server = HttpServer::new(router, state.clone(), &config.http);
         Ok(Application {
@@ -87,6 +92,10 @@ impl Application {
         self.socket_activated
     }
 
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     pub fn certificate(&self) -> Option<Arc<LoadedCertificate>> {
         self.certificates.as_ref().map(|c| c.current())
     }
@@ -104,6 +113,10 @@ impl Application {
                 ),
             );
         }
+        lifecycle.spawn(
+            TaskName::DatabaseMaintenance,
+            self.state.db().clone().maintain(lifecycle.shutdown_token()),
+        );
         lifecycle.spawn(
             TaskName::HttpAcceptor,
             self.server.clone().accept_loop(
@@ -149,6 +162,77 @@ impl Running {
     pub async fn drain(&self, bound: Duration) -> usize {
         self.server.drain(bound).await
     }
+}
+
+/// Bring the database to the schema this binary expects: create it first with `--dev`, then apply
+/// pending migrations unless `EF__DB_AUTO_MIGRATE=false`.
+///
+/// A failing migration is returned (the server must not run on a half-known schema). A database
+/// that cannot be reached is not fatal: the server starts, health says so, and the migrations are
+/// applied by a background task as soon as PostgreSQL answers.
+pub async fn prepare_database(
+    config: &Config,
+    lifecycle: &Lifecycle,
+    dev: bool,
+) -> Result<(), MigrateError> {
+    if dev {
+        match db::create_database_if_missing(&config.db).await {
+            Ok(true) | Ok(false) => {}
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "could not create the development database"
+            ),
+        }
+    }
+    if !config.db.auto_migrate {
+        tracing::info!(
+            "EF__DB_AUTO_MIGRATE=false: not applying migrations; run `euraflow migrate`"
+        );
+        return Ok(());
+    }
+    match run_migrations(&config.db).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_unavailable() => {
+            tracing::warn!(error = %e, "cannot apply migrations yet; will retry in the background");
+            let db_config = config.db.clone();
+            let stop = lifecycle.shutdown_token();
+            lifecycle.spawn(TaskName::Migrations, async move {
+                let mut wait = Duration::from_secs(1);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    match run_migrations(&db_config).await {
+                        Ok(_) => return,
+                        Err(e) if e.is_unavailable() => wait = (wait * 2).min(Duration::from_secs(30)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "migrations failed; health stays unhealthy until this is fixed");
+                            // Nothing more to do until an operator acts; idle until shutdown.
+                            stop.cancelled().await;
+                            return;
+                        }
+                    }
+                }
+            });
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Apply the embedded migrations over a dedicated connection.
+pub async fn run_migrations(config: &crate::config::DbConfig) -> Result<Vec<String>, MigrateError> {
+    let mut client = db::connect_one(config, &config.name)
+        .await
+        .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
+    let applied = migrate::apply(&mut client, migrate::EMBEDDED).await?;
+    if applied.is_empty() {
+        tracing::info!(database = %config.name, "database schema is up to date");
+    } else {
+        tracing::info!(database = %config.name, applied = applied.len(), "applied migrations");
+    }
+    Ok(applied)
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {

@@ -1,6 +1,5 @@
-//! `AppState`: what every handler can reach — the configuration and the server's counters. One
-//! value passed explicitly (no globals); cloning it is cheap. Later layers add the database pool,
-//! Redis and the websocket hub here.
+//! `AppState`: what every handler can reach — configuration, database, Redis, health, metrics and
+//! the server's counters. One value passed explicitly (no globals); cloning it is cheap.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,34 +8,68 @@ use std::time::Instant;
 use http::HeaderValue;
 
 use crate::config::Config;
+use crate::db::Database;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::redis::Redis;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 struct Inner {
     config: Arc<Config>,
+    db: Arc<Database>,
+    redis: Arc<Redis>,
+    health: Health,
+    metrics: Metrics,
     started: Instant,
     stats: ServerStats,
     hsts: Option<HeaderValue>,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, db: Arc<Database>, redis: Arc<Redis>) -> anyhow::Result<Self> {
         let hsts = config
             .http
             .hsts
             .as_deref()
             .and_then(|v| HeaderValue::from_str(v).ok());
-        AppState(Arc::new(Inner {
+        let metrics = Metrics::new()?;
+        let health = Health::new(
+            db.clone(),
+            redis.clone(),
+            Some(metrics.health_probes.clone()),
+        );
+        Ok(AppState(Arc::new(Inner {
             config,
+            db,
+            redis,
+            health,
+            metrics,
             started: Instant::now(),
             stats: ServerStats::default(),
             hsts,
-        }))
+        })))
     }
 
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    pub fn db(&self) -> &Arc<Database> {
+        &self.0.db
+    }
+
+    pub fn redis(&self) -> &Arc<Redis> {
+        &self.0.redis
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.0.health
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 
     pub fn uptime(&self) -> std::time::Duration {

@@ -22,26 +22,26 @@ const QUIET: &str = "hyper=error,hyper_util=error,h2=error,rustls=warn,tokio_pos
 
 pub fn init(log: &LogConfig) -> Output {
     let filter = EnvFilter::new(format!("{},{QUIET}", log.level.as_filter()));
-    if journal_is_stderr() {
-        if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer
-                .with_syslog_identifier("euraflow".to_owned())
-                .with_field_prefix(None)
-                .with_priority_mappings(tracing_journald::PriorityMappings {
-                    info: tracing_journald::Priority::Informational,
-                    debug: tracing_journald::Priority::Debug,
-                    ..tracing_journald::PriorityMappings::new()
-                });
-            if tracing_subscriber::registry()
-                .with(filter)
-                .with(layer)
-                .try_init()
-                .is_ok()
-            {
-                return Output::Journal;
-            }
+    if journal_is_stderr()
+        && let Ok(layer) = tracing_journald::layer()
+    {
+        let layer = layer
+            .with_syslog_identifier("euraflow".to_owned())
+            .with_field_prefix(None)
+            .with_priority_mappings(tracing_journald::PriorityMappings {
+                info: tracing_journald::Priority::Informational,
+                debug: tracing_journald::Priority::Debug,
+                ..tracing_journald::PriorityMappings::new()
+            });
+        if tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .try_init()
+            .is_ok()
+        {
             return Output::Journal;
         }
+        return Output::Journal;
     }
     let _ = match log.format {
         LogFormat::Json => tracing_subscriber::fmt()

@@ -3,6 +3,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod health;
 pub mod json;
 pub mod system;
 
@@ -19,7 +20,11 @@ use error::ApiError;
 /// The routes below the prefix; `http::router` nests this under `EF__API_PREFIX`.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/health", get(health::health))
+        .route("/system/health", get(health::health))
         .route("/system/info", get(system::info))
+        .route("/system/metrics", get(system::metrics))
+        .route("/system/status", get(system::server_status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // API answers are per user and per moment: no browser or proxy may cache them (the

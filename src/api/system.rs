@@ -1,8 +1,15 @@
-//! `/system/*`: what this server is.
+//! `/system/*`: what this server is, its metrics, and its view of its dependencies.
 
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use super::envelope::Envelope;
+use super::error::ApiError;
+use crate::http::server::ConnInfo;
+use crate::ops::status;
+use crate::state::AppState;
 
 /// `GET /system/info` — the original's shape (`name, version, api_version, plugins`); features
 /// are built in, so there are no plugins to count.
@@ -13,4 +20,46 @@ pub async fn info() -> Envelope<serde_json::Value> {
         "api_version": "v1",
         "plugins": {"total": 0, "enabled": 0},
     }))
+}
+
+fn local_only(conn: Option<&ConnInfo>, what: &str) -> Result<(), ApiError> {
+    if conn.is_some_and(ConnInfo::is_local_operator) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        format!("{what} is served on the loopback listener (127.0.0.1:8000) only"),
+    ))
+}
+
+/// `GET /system/metrics` — Prometheus text, for a scraper on this machine (the original required
+/// a JWT, so Prometheus could not scrape it).
+pub async fn metrics(
+    State(state): State<AppState>,
+    conn: Option<axum::Extension<ConnInfo>>,
+) -> Result<Response, ApiError> {
+    local_only(conn.as_deref(), "/system/metrics")?;
+    if !state.config().http.metrics_enabled {
+        return Err(ApiError::not_found(
+            "metrics are disabled (EF__METRICS_ENABLED=false)",
+        ));
+    }
+    let body = state.metrics().render(state.db(), state.redis());
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+/// `GET /system/status` — what `euraflow status` prints: health details, pool, and the
+/// PostgreSQL and Redis connection counts against their limits.
+pub async fn server_status(
+    State(state): State<AppState>,
+    conn: Option<axum::Extension<ConnInfo>>,
+) -> Result<Envelope<status::ServerView>, ApiError> {
+    local_only(conn.as_deref(), "/system/status")?;
+    Ok(Envelope(status::server_view(&state).await?))
 }

@@ -19,6 +19,9 @@ pub enum DefaultValue {
     UnderStateDir(&'static str),
     /// The machine's host name.
     Hostname,
+    /// `production` in production; in development the name of the user running the command (a
+    /// local PostgreSQL lets it in over the unix socket with peer authentication).
+    DevUser { production: &'static str },
     /// No default: the key is optional, or (for secrets) must be provided.
     Unset,
 }
@@ -277,14 +280,19 @@ pub static KEYS: &[Key] = &[
     key(
         "EF__DB_NAME",
         "database",
-        Value("euraflow"),
+        ByMode {
+            production: "euraflow",
+            development: "euraflow_dev",
+        },
         "Database name.",
     ),
     key(
         "EF__DB_USER",
         "database",
-        Value("euraflow"),
-        "Database role.",
+        DevUser {
+            production: "euraflow",
+        },
+        "Database role (with --dev: the user running the command).",
     ),
     secret(
         "EF__DB_PASSWORD",
@@ -314,13 +322,25 @@ pub static KEYS: &[Key] = &[
         "EF__DB_POOL_TIMEOUT",
         "database",
         Value("30s"),
-        "Longest wait for a connection; then 503 with Retry-After.",
+        "Longest wait for a free connection; then 503 DB_POOL_EXHAUSTED with Retry-After.",
+    ),
+    key(
+        "EF__DB_POOL_IDLE_TIMEOUT",
+        "database",
+        Value("60s"),
+        "Connections above EF__DB_POOL_SIZE idle this long are closed.",
     ),
     key(
         "EF__DB_POOL_RECYCLE",
         "database",
         Value("3600s"),
-        "Connections above EF__DB_POOL_SIZE idle this long are closed.",
+        "Idle connections older than this are replaced (SQLAlchemy's pool_recycle).",
+    ),
+    key(
+        "EF__DB_CONNECT_TIMEOUT",
+        "database",
+        Value("10s"),
+        "Longest time to open a new database connection.",
     ),
     key(
         "EF__DB_STATEMENT_TIMEOUT",
@@ -366,6 +386,12 @@ pub static KEYS: &[Key] = &[
         "redis",
         Value("5s"),
         "Redis connect and command timeout.",
+    ),
+    key(
+        "EF__REDIS_PREFIX",
+        "redis",
+        Value("ef:"),
+        "Prefix of every key this server writes, so several installations can share one Redis.",
     ),
     // --- jobs ---------------------------------------------------------------------------------
     key(

@@ -124,6 +124,8 @@ pub struct LoadOptions {
     /// Relative paths are resolved against this directory.
     pub cwd: PathBuf,
     pub hostname: String,
+    /// The user running the command (the development database role).
+    pub username: String,
 }
 
 impl LoadOptions {
@@ -136,6 +138,7 @@ impl LoadOptions {
                 .collect(),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             hostname: system_hostname(),
+            username: current_username(),
         }
     }
 
@@ -146,6 +149,23 @@ impl LoadOptions {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// The name of the user running this process, from the password database (not `$USER`, which
+/// `sudo` and service managers set inconsistently).
+pub fn current_username() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+        for line in passwd.lines() {
+            let mut f = line.split(':');
+            if let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next())
+                && id.parse::<u32>().ok() == Some(uid)
+            {
+                return name.to_owned();
+            }
+        }
+    }
+    std::env::var("USER").unwrap_or_else(|_| "postgres".to_owned())
 }
 
 pub fn system_hostname() -> String {
@@ -244,7 +264,9 @@ pub struct DbConfig {
     pub pool_size: usize,
     pub max_overflow: usize,
     pub pool_timeout: Duration,
+    pub pool_idle_timeout: Duration,
     pub pool_recycle: Duration,
+    pub connect_timeout: Duration,
     pub statement_timeout: Duration,
     pub auto_migrate: bool,
 }
@@ -265,6 +287,7 @@ pub struct RedisConfig {
     pub password: Secret,
     pub max_connections: usize,
     pub timeout: Duration,
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -383,6 +406,13 @@ impl<'o> Loader<'o> {
                 // Resolved once EF__STATE_DIR is known.
                 KeyDefault::UnderStateDir(_) => (String::new(), Source::Default),
                 KeyDefault::Hostname => (self.opts.hostname.clone(), Source::Default),
+                KeyDefault::DevUser { production } => {
+                    if self.opts.dev {
+                        (self.opts.username.clone(), Source::DevDefault)
+                    } else {
+                        (production.to_owned(), Source::Default)
+                    }
+                }
                 KeyDefault::Unset => (String::new(), Source::Default),
             };
             self.settings.insert(key.name, Setting { value, source });
@@ -475,12 +505,11 @@ impl<'o> Loader<'o> {
             }
             // systemd's EnvironmentFile= loads the same file into the environment; a value equal
             // to the file's is reported as coming from the file, which is where an operator edits it.
-            if let Some(k) = keys::find(name) {
-                if let Some(from_file) = self.file_values.get(k.name) {
-                    if &from_file.value == value {
-                        continue;
-                    }
-                }
+            if let Some(k) = keys::find(name)
+                && let Some(from_file) = self.file_values.get(k.name)
+                && &from_file.value == value
+            {
+                continue;
             }
             self.apply_raw(Raw {
                 name,
@@ -529,14 +558,14 @@ impl<'o> Loader<'o> {
             );
             return;
         }
-        if let Some(base) = raw.name.strip_suffix("_FILE") {
-            if let Some(key) = keys::find(base).filter(|k| k.secret) {
-                self.key_files.insert(
-                    key.name,
-                    (raw.name.to_owned(), raw.value.to_owned(), raw.source),
-                );
-                return;
-            }
+        if let Some(base) = raw.name.strip_suffix("_FILE")
+            && let Some(key) = keys::find(base).filter(|k| k.secret)
+        {
+            self.key_files.insert(
+                key.name,
+                (raw.name.to_owned(), raw.value.to_owned(), raw.source),
+            );
+            return;
         }
         if let Some(retired) = keys::retired(raw.name) {
             // One notice per key, even when both the file and the environment set it.
@@ -665,12 +694,11 @@ impl<'o> Loader<'o> {
             s.value = state_dir.display().to_string();
         }
         for key in keys::KEYS {
-            if let KeyDefault::UnderStateDir(sub) = key.default {
-                if let Some(s) = self.settings.get_mut(key.name) {
-                    if matches!(s.source, Source::Default | Source::DevDefault) {
-                        s.value = state_dir.join(sub).display().to_string();
-                    }
-                }
+            if let KeyDefault::UnderStateDir(sub) = key.default
+                && let Some(s) = self.settings.get_mut(key.name)
+                && matches!(s.source, Source::Default | Source::DevDefault)
+            {
+                s.value = state_dir.join(sub).display().to_string();
             }
         }
     }
@@ -809,7 +837,9 @@ impl<'o> Loader<'o> {
                 pool_size: r.get("EF__DB_POOL_SIZE"),
                 max_overflow: r.get("EF__DB_MAX_OVERFLOW"),
                 pool_timeout: r.get::<Timeout>("EF__DB_POOL_TIMEOUT").0,
+                pool_idle_timeout: r.get::<Timeout>("EF__DB_POOL_IDLE_TIMEOUT").0,
                 pool_recycle: r.get::<Timeout>("EF__DB_POOL_RECYCLE").0,
+                connect_timeout: r.get::<Timeout>("EF__DB_CONNECT_TIMEOUT").0,
                 statement_timeout: r.get::<Timeout>("EF__DB_STATEMENT_TIMEOUT").0,
                 auto_migrate: r.get("EF__DB_AUTO_MIGRATE"),
             },
@@ -821,6 +851,7 @@ impl<'o> Loader<'o> {
                 password: r.get("EF__REDIS_PASSWORD"),
                 max_connections: r.get("EF__REDIS_MAX_CONNECTIONS"),
                 timeout: r.get::<Timeout>("EF__REDIS_TIMEOUT").0,
+                prefix: r.get("EF__REDIS_PREFIX"),
             },
             worker: WorkerConfig {
                 concurrency: r.get("EF__WORKER_CONCURRENCY"),
@@ -1077,6 +1108,7 @@ fn default_text(name: &str) -> String {
         Some(KeyDefault::ByMode { production, .. }) => production.to_owned(),
         Some(KeyDefault::UnderStateDir(sub)) => format!("<state dir>/{sub}"),
         Some(KeyDefault::Hostname) => "the host name".into(),
+        Some(KeyDefault::DevUser { production }) => production.to_owned(),
         _ => "unset".into(),
     }
 }
@@ -1247,6 +1279,7 @@ pub fn render_template() -> String {
             KeyDefault::ByMode { production, .. } => production.to_owned(),
             KeyDefault::UnderStateDir(sub) => format!("/var/lib/euraflow/{sub}"),
             KeyDefault::Hostname => "<this machine's host name>".to_owned(),
+            KeyDefault::DevUser { production } => production.to_owned(),
             KeyDefault::Unset => String::new(),
         };
         if let Some(cred) = k.credential {
@@ -1260,6 +1293,38 @@ pub fn render_template() -> String {
             default
         };
         out.push_str(&format!("#{}={shown}\n", k.name));
+    }
+    out
+}
+
+/// The configuration reference as Markdown tables, one per section (embedded in the README
+/// between `<!-- config-reference -->` markers; a test keeps the two identical).
+pub fn render_markdown_reference() -> String {
+    let mut out = String::new();
+    let mut section = "";
+    for k in keys::KEYS {
+        if k.section != section {
+            section = k.section;
+            out.push_str(&format!(
+                "\n**{section}**\n\n| key | default | meaning |\n|---|---|---|\n"
+            ));
+        }
+        let default = match k.default {
+            KeyDefault::Value(v) => format!("`{v}`"),
+            KeyDefault::ByMode {
+                production,
+                development,
+            } => format!("`{production}` (`--dev`: `{development}`)"),
+            KeyDefault::UnderStateDir(sub) => format!("`<state dir>/{sub}`"),
+            KeyDefault::Hostname => "host name".to_owned(),
+            KeyDefault::DevUser { production } => format!("`{production}` (`--dev`: your user)"),
+            KeyDefault::Unset => "—".to_owned(),
+        };
+        let mut doc = k.doc.replace('|', "\\|");
+        if let Some(cred) = k.credential {
+            doc.push_str(&format!(" Secret; credential `{cred}`."));
+        }
+        out.push_str(&format!("| `{}` | {default} | {doc} |\n", k.name));
     }
     out
 }

@@ -13,6 +13,7 @@ fn opts(dir: &Path, env: &[(&str, &str)]) -> LoadOptions {
             .collect(),
         cwd: dir.to_path_buf(),
         hostname: "testhost".into(),
+        username: "tester".into(),
     }
 }
 

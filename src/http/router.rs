@@ -7,8 +7,8 @@ use axum::routing::{any, get};
 use tower::ServiceBuilder;
 
 use super::middleware::{
-    access_log, body_limit, client_ip, compression, cors, panic, request_id, security_headers,
-    timeout,
+    access_log, body_limit, client_ip, compression, cors, metrics, panic, request_id,
+    security_headers, timeout,
 };
 use super::static_files;
 use crate::api;
@@ -22,17 +22,15 @@ pub fn build(state: AppState) -> Router {
     let routes = Router::new()
         .route("/healthz", get(liveness))
         .nest(&prefix, api)
-        // API-looking paths outside the prefix answer like the API, not with the web app.
-        .route("/api", any(api::not_found))
-        .route("/api/{*rest}", any(api::not_found))
         .route("/downloads", any(static_files::downloads))
         .route("/downloads/{*rest}", any(static_files::downloads))
-        .fallback(static_files::web_app);
+        .fallback(fallback);
 
     let stack = ServiceBuilder::new()
         .layer(from_fn_with_state(state.clone(), client_ip::resolve))
         .layer(from_fn(request_id::assign))
         .layer(from_fn_with_state(state.clone(), access_log::log))
+        .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(from_fn_with_state(state.clone(), security_headers::add))
         .option_layer(cors::layer(&config.http.cors_origins))
         .layer(panic::layer())
@@ -42,6 +40,24 @@ pub fn build(state: AppState) -> Router {
         .layer(compression::layer());
 
     routes.layer(stack).with_state(state)
+}
+
+/// Paths no route matched: API-looking ones answer like the API (JSON 404, never the web app's
+/// HTML), everything else is the web app.
+async fn fallback(
+    state: axum::extract::State<AppState>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    if path == "/api" || path.starts_with("/api/") {
+        return api::not_found(method, axum::extract::OriginalUri(uri))
+            .await
+            .into_response();
+    }
+    static_files::web_app(state, method, uri, headers).await
 }
 
 /// `GET /healthz`: liveness only — the process answers HTTP. It never touches a dependency, so a

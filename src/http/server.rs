@@ -52,6 +52,15 @@ pub struct ConnInfo {
     pub kind: ListenerKind,
 }
 
+impl ConnInfo {
+    /// A request from this machine on the plain loopback listener: the local operator (health
+    /// details, metrics, status). Forwarded headers do not count: only the TCP peer.
+    pub fn is_local_operator(&self) -> bool {
+        self.kind == ListenerKind::Http
+            && crate::config::value::canonical_ip(self.peer.ip()).is_loopback()
+    }
+}
+
 /// HTTP/2 pings find dead peers behind NAT; streams per connection are bounded.
 const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);

@@ -290,32 +290,32 @@ async fn serve_path(
 
     let mut status = StatusCode::OK;
     let (mut start, mut count) = (0u64, len);
-    if encoding.is_none() && *method == Method::GET {
-        if let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-            if if_range_matches(headers, &etag, modified) {
-                match parse_range(range, len) {
-                    RangeRequest::Single(s, e) => {
-                        status = StatusCode::PARTIAL_CONTENT;
-                        start = s;
-                        count = e - s + 1;
-                        insert(
-                            &mut resp_headers,
-                            header::CONTENT_RANGE,
-                            &format!("bytes {s}-{e}/{len}"),
-                        );
-                    }
-                    RangeRequest::Unsatisfiable => {
-                        let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-                        insert(
-                            resp.headers_mut(),
-                            header::CONTENT_RANGE,
-                            &format!("bytes */{len}"),
-                        );
-                        return Ok(resp);
-                    }
-                    RangeRequest::Ignore => {}
-                }
+    if encoding.is_none()
+        && *method == Method::GET
+        && let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok())
+        && if_range_matches(headers, &etag, modified)
+    {
+        match parse_range(range, len) {
+            RangeRequest::Single(s, e) => {
+                status = StatusCode::PARTIAL_CONTENT;
+                start = s;
+                count = e - s + 1;
+                insert(
+                    &mut resp_headers,
+                    header::CONTENT_RANGE,
+                    &format!("bytes {s}-{e}/{len}"),
+                );
             }
+            RangeRequest::Unsatisfiable => {
+                let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+                insert(
+                    resp.headers_mut(),
+                    header::CONTENT_RANGE,
+                    &format!("bytes */{len}"),
+                );
+                return Ok(resp);
+            }
+            RangeRequest::Ignore => {}
         }
     }
     insert(

@@ -16,6 +16,116 @@ use euraflow::systemd::InheritedSockets;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_euraflow");
 
+/// A database of its own for one test, on the local PostgreSQL (unix socket, peer
+/// authentication as the user running the tests), dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+}
+
+pub const PG_SOCKET_DIR: &str = "/var/run/postgresql";
+
+impl TestDb {
+    /// An empty database (no migrations applied).
+    pub async fn create() -> TestDb {
+        let name = format!("ef_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_client("postgres").await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        TestDb { name }
+    }
+
+    /// A database with every migration applied, as the server does at start.
+    pub async fn migrated() -> TestDb {
+        let db = TestDb::create().await;
+        let cfg = db.db_config();
+        euraflow::startup::run_migrations(&cfg)
+            .await
+            .expect("migrations");
+        db
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("EF__DB_HOST".into(), PG_SOCKET_DIR.into()),
+            ("EF__DB_NAME".into(), self.name.clone()),
+            ("EF__DB_USER".into(), euraflow::config::current_username()),
+        ]
+    }
+
+    pub fn db_config(&self) -> euraflow::config::DbConfig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = self.env();
+        let opts = LoadOptions {
+            dev: true,
+            config_file: None,
+            env,
+            cwd: dir.path().to_path_buf(),
+            hostname: "localhost".into(),
+            username: euraflow::config::current_username(),
+        };
+        config::load(&opts).expect("config").config.db
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        admin_client(&self.name).await
+    }
+}
+
+pub async fn admin_client(dbname: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::Config::new()
+        .host(PG_SOCKET_DIR)
+        .user(euraflow::config::current_username())
+        .dbname(dbname)
+        .application_name("euraflow-tests")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to the local PostgreSQL as the current user (scripts/ensure-services creates the role)");
+    tokio::spawn(conn);
+    client
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop may run inside or outside a runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let admin = admin_client("postgres").await;
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Environment that keeps a test away from shared state: its own Redis key prefix and a database
+/// name that does not exist (tests that need a database pass `TestDb::env()`).
+pub fn isolated_env() -> Vec<(String, String)> {
+    vec![
+        (
+            "EF__REDIS_PREFIX".into(),
+            format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        ),
+        ("EF__DB_HOST".into(), PG_SOCKET_DIR.into()),
+        ("EF__DB_USER".into(), euraflow::config::current_username()),
+        (
+            "EF__DB_NAME".into(),
+            format!("ef_absent_{}", uuid::Uuid::new_v4().simple()),
+        ),
+        ("EF__DB_CONNECT_TIMEOUT".into(), "2s".into()),
+    ]
+}
+
 /// The server in this test process, as `serve` builds it, on ephemeral loopback ports.
 pub struct TestServer {
     pub dir: tempfile::TempDir,
@@ -37,6 +147,7 @@ impl TestServer {
             ("EF__HTTPS_LISTEN".into(), "127.0.0.1:0".into()),
             ("EF__API_PORT".into(), "0".into()),
         ];
+        vars.extend(isolated_env());
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let opts = LoadOptions {
             dev: true,
@@ -44,6 +155,7 @@ impl TestServer {
             env: vars,
             cwd: dir.path().to_path_buf(),
             hostname: "localhost".into(),
+            username: euraflow::config::current_username(),
         };
         let loaded = config::load(&opts).unwrap_or_else(|e| panic!("config: {e}"));
         let app = Application::build(loaded.config, InheritedSockets::default())
@@ -63,6 +175,10 @@ impl TestServer {
             lifecycle,
             ca_pem,
         }
+    }
+
+    pub fn state(&self) -> &euraflow::state::AppState {
+        self.running.state()
     }
 
     pub fn web_root(&self) -> PathBuf {
@@ -192,12 +308,12 @@ impl Process {
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) => {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if v["message"] == "listening" {
-                            p.https = v["https"].as_str().and_then(|s| s.parse().ok());
-                            p.http = v["http"].as_str().and_then(|s| s.parse().ok());
-                            return p;
-                        }
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v["message"] == "listening"
+                    {
+                        p.https = v["https"].as_str().and_then(|s| s.parse().ok());
+                        p.http = v["http"].as_str().and_then(|s| s.parse().ok());
+                        return p;
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -271,7 +387,8 @@ pub fn production_env(state_dir: &Path) -> Vec<(String, String)> {
     if !file.exists() {
         std::fs::write(&file, "# test configuration\n").expect("config file");
     }
-    vec![
+    let mut env = isolated_env();
+    env.extend(vec![
         ("EF__STATE_DIR".into(), state_dir.display().to_string()),
         (
             "EF__CONFIG_FILE".into(),
@@ -280,7 +397,8 @@ pub fn production_env(state_dir: &Path) -> Vec<(String, String)> {
         ("EF__HTTPS_LISTEN".into(), "127.0.0.1:0".into()),
         ("EF__API_PORT".into(), "0".into()),
         ("EF__SECRET_KEY".into(), config::generate_secret()),
-    ]
+    ]);
+    env
 }
 
 pub fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {

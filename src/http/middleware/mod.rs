@@ -9,6 +9,7 @@ pub mod body_limit;
 pub mod client_ip;
 pub mod compression;
 pub mod cors;
+pub mod metrics;
 pub mod panic;
 pub mod request_id;
 pub mod security_headers;

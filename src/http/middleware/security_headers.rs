@@ -39,10 +39,8 @@ pub async fn add(State(state): State<AppState>, req: Request, next: Next) -> Res
         HeaderName::from_static("permissions-policy"),
         HeaderValue::from_static("geolocation=(), microphone=(), camera=()"),
     );
-    if https {
-        if let Some(v) = state.hsts_header() {
-            h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
-        }
+    if https && let Some(v) = state.hsts_header() {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
     resp
 }

@@ -1,0 +1,4 @@
+//! Operator commands that look at a running installation: `status` (and, as they land, `check`,
+//! `backup`).
+
+pub mod status;

@@ -1,0 +1,84 @@
+//! Tracks whether a dependency (PostgreSQL, Redis) is reachable, so that an outage is logged once
+//! when it starts and once when it ends — not once per request — and so callers can back off
+//! instead of hammering a server that is down.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub struct Outage {
+    name: &'static str,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    down_since: Option<Instant>,
+    failures: u32,
+    next_attempt: Option<Instant>,
+    last_error: String,
+}
+
+impl Outage {
+    pub fn new(name: &'static str) -> Self {
+        Outage {
+            name,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Record a failed attempt. The first failure of an outage is logged.
+    pub fn failed(&self, error: &str) {
+        let Ok(mut s) = self.state.lock() else { return };
+        s.failures = s.failures.saturating_add(1);
+        let backoff = FIRST_RETRY
+            .saturating_mul(1u32 << s.failures.min(8).saturating_sub(1))
+            .min(MAX_RETRY);
+        s.next_attempt = Some(Instant::now() + backoff);
+        s.last_error = error.to_owned();
+        if s.down_since.is_none() {
+            s.down_since = Some(Instant::now());
+            tracing::warn!(
+                dependency = self.name,
+                error,
+                "{} is unreachable; serving what does not need it and retrying with backoff",
+                self.name
+            );
+        }
+    }
+
+    /// Record a success. The end of an outage is logged with its length.
+    pub fn succeeded(&self) {
+        let Ok(mut s) = self.state.lock() else { return };
+        if let Some(since) = s.down_since.take() {
+            tracing::info!(
+                dependency = self.name,
+                outage_s = since.elapsed().as_secs_f64(),
+                "{} is reachable again",
+                self.name
+            );
+        }
+        s.failures = 0;
+        s.next_attempt = None;
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.down_since.is_some())
+            .unwrap_or(false)
+    }
+
+    /// While down, attempts are spaced out (exponential backoff up to 5 s); `Some(error)` means
+    /// "do not try now, fail with this".
+    pub fn should_skip(&self) -> Option<String> {
+        let s = self.state.lock().ok()?;
+        match s.next_attempt {
+            Some(t) if Instant::now() < t => Some(s.last_error.clone()),
+            _ => None,
+        }
+    }
+}
