@@ -48,6 +48,11 @@ pub enum Command {
         #[arg(long)]
         create_database: bool,
     },
+    /// Manage users from this machine (create admins, reset passwords, disable accounts)
+    User {
+        #[command(subcommand)]
+        command: crate::ops::users::UserCommand,
+    },
     /// Health, database and Redis connections of this installation; non-zero when unhealthy
     Status {
         /// Machine-readable output
@@ -94,6 +99,9 @@ pub fn run(cli: Cli) -> ExitCode {
             create_database,
         } => with_runtime(cli.dev, cli.config, |loaded| async move {
             migrate(&loaded.config, status, create_database).await
+        }),
+        Command::User { command } => with_runtime(cli.dev, cli.config, |loaded| async move {
+            crate::ops::users::run(&loaded.config, command).await
         }),
         Command::Status { json } => with_runtime(cli.dev, cli.config, |loaded| async move {
             crate::ops::status::run(&loaded.config, json).await
@@ -177,17 +185,28 @@ async fn migrate(config: &config::Config, status: bool, create_database: bool) -
         };
     }
     match crate::startup::run_migrations(&config.db).await {
-        Ok(applied) if applied.is_empty() => {
-            println!("database {} is up to date", config.db.name);
-            ExitCode::SUCCESS
-        }
+        Ok(applied) if applied.is_empty() => println!("database {} is up to date", config.db.name),
         Ok(applied) => {
             for name in &applied {
                 println!("applied  {name}");
             }
+        }
+        Err(e) => return fail(e),
+    }
+    // No admin yet (a fresh installation): create one with a random password in a file.
+    match crate::startup::bootstrap_admin(config).await {
+        Ok(Some(path)) => {
+            println!(
+                "created the first admin user 'admin'; its password is in {} (readable by root only)",
+                path.display()
+            );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e),
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::code(exit::FAILURE)
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! `DESIGN.md` is the map; each module's header says what it owns.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

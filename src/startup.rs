@@ -191,7 +191,12 @@ pub async fn prepare_database(
         return Ok(());
     }
     match run_migrations(&config.db).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            if dev && let Err(e) = bootstrap_admin(config).await {
+                tracing::warn!(error = format!("{e:#}"), "could not create the first admin");
+            }
+            Ok(())
+        }
         Err(e) if e.is_unavailable() => {
             tracing::warn!(error = %e, "cannot apply migrations yet; will retry in the background");
             let db_config = config.db.clone();
@@ -219,6 +224,14 @@ pub async fn prepare_database(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Create the first admin when none exists (see `auth::bootstrap`).
+pub async fn bootstrap_admin(config: &Config) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let mut client = db::connect_one(&config.db, &config.db.name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::auth::bootstrap::ensure_admin(&mut client, config).await
 }
 
 /// Apply the embedded migrations over a dedicated connection.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::Database;
 use crate::health::Health;
@@ -22,6 +23,7 @@ struct Inner {
     redis: Arc<Redis>,
     health: Health,
     metrics: Metrics,
+    auth: Auth,
     started: Instant,
     stats: ServerStats,
     hsts: Option<HeaderValue>,
@@ -40,7 +42,9 @@ impl AppState {
             redis.clone(),
             Some(metrics.health_probes.clone()),
         );
+        let auth = Auth::new(&config, db.clone(), redis.clone())?;
         Ok(AppState(Arc::new(Inner {
+            auth,
             config,
             db,
             redis,
@@ -66,6 +70,10 @@ impl AppState {
 
     pub fn health(&self) -> &Health {
         &self.0.health
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.0.auth
     }
 
     pub fn metrics(&self) -> &Metrics {

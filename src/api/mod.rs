@@ -1,15 +1,22 @@
 //! The API under `EF__API_PREFIX` (`/api/ef/v1`): the original's paths and JSON shapes, one module
 //! per resource. Unknown paths and wrong methods answer in the API's error shape, not HTML.
 
+pub mod account_levels;
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod settings;
 pub mod system;
+pub mod users;
+pub mod validate;
 
 use axum::Router;
 use axum::extract::OriginalUri;
-use axum::routing::get;
+use axum::routing::{delete, get, patch, post, put};
 use http::header::{CACHE_CONTROL, HeaderValue};
 use http::{Method, StatusCode};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -18,8 +25,44 @@ use crate::state::AppState;
 use error::ApiError;
 
 /// The routes below the prefix; `http::router` nests this under `EF__API_PREFIX`.
-pub fn router() -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me).put(auth::update_me))
+        .route("/auth/me/password", put(auth::change_my_password))
+        .route("/auth/users", get(users::list).post(users::create))
+        .route(
+            "/auth/users/{user_id}",
+            put(users::update).delete(users::delete),
+        )
+        .route(
+            "/auth/users/{user_id}/password",
+            patch(users::reset_password),
+        )
+        .route("/api-keys", get(api_keys::list).post(api_keys::create))
+        .route("/api-keys/", get(api_keys::list).post(api_keys::create))
+        .route("/api-keys/{key_id}", delete(api_keys::delete))
+        .route("/api-keys/{key_id}/regenerate", put(api_keys::regenerate))
+        .route(
+            "/settings",
+            get(settings::get)
+                .put(settings::put)
+                .delete(settings::reset),
+        )
+        .route(
+            "/account-levels",
+            get(account_levels::list).post(account_levels::create),
+        )
+        .route(
+            "/account-levels/{level_id}",
+            get(account_levels::get)
+                .put(account_levels::update)
+                .delete(account_levels::delete),
+        )
+        .route("/audit/logs", get(audit::logs))
+        .route("/audit/stats", get(audit::stats))
         .route("/health", get(health::health))
         .route("/system/health", get(health::health))
         .route("/system/info", get(system::info))
@@ -32,6 +75,10 @@ pub fn router() -> Router<AppState> {
         .layer(SetResponseHeaderLayer::if_not_present(
             CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::http::middleware::rate_limit::limit,
         ))
 }
 

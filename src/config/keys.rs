@@ -258,6 +258,24 @@ pub static KEYS: &[Key] = &[
         "Refresh token lifetime in days.",
     ),
     key(
+        "EF__PASSWORD_HASH",
+        "security",
+        Value("argon2id"),
+        "argon2id for new and changed passwords (bcrypt hashes are upgraded at login), or bcrypt to run side by side with the old system.",
+    ),
+    key(
+        "EF__SINGLE_SESSION",
+        "security",
+        Value("true"),
+        "One web session per user: a new login ends the previous one (SESSION_EXPIRED).",
+    ),
+    key(
+        "EF__AUTH_REDIS_FAIL_OPEN",
+        "security",
+        Value("false"),
+        "While Redis is down: false checks sessions and revocations in PostgreSQL (correct, one query per request); true trusts tokens until they expire.",
+    ),
+    key(
         "EF__RATE_LIMIT_ENABLED",
         "security",
         Value("true"),

@@ -251,6 +251,30 @@ pub struct SecurityConfig {
     pub refresh_token_ttl: Duration,
     /// `None` when `EF__RATE_LIMIT_ENABLED=false`.
     pub rate_limit: Option<RateLimit>,
+    pub password_hash: PasswordHash,
+    pub single_session: bool,
+    pub redis_fail_open: bool,
+}
+
+/// How new passwords are hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasswordHash {
+    #[default]
+    Argon2id,
+    Bcrypt,
+}
+
+impl ConfigValue for PasswordHash {
+    fn parse_value(raw: &str) -> Result<Self, Invalid> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "argon2id" | "argon2" => Ok(PasswordHash::Argon2id),
+            "bcrypt" => Ok(PasswordHash::Bcrypt),
+            _ => Err(Invalid::new(
+                "unknown password hash",
+                "write argon2id or bcrypt",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -826,6 +850,9 @@ impl<'o> Loader<'o> {
                     86400 * r.get::<u64>("EF__REFRESH_TOKEN_EXPIRE_DAYS"),
                 ),
                 rate_limit: rate_limit.filter(|_| rate_limit_enabled),
+                password_hash: r.get("EF__PASSWORD_HASH"),
+                single_session: r.get("EF__SINGLE_SESSION"),
+                redis_fail_open: r.get("EF__AUTH_REDIS_FAIL_OPEN"),
             },
             db: DbConfig {
                 host: r.get("EF__DB_HOST"),

@@ -17,7 +17,7 @@ use crate::state::AppState;
 pub fn build(state: AppState) -> Router {
     let config = state.config();
     let prefix = config.http.api_prefix.clone();
-    let api = api::router().layer(from_fn_with_state(state.clone(), timeout::bound));
+    let api = api::router(state.clone()).layer(from_fn_with_state(state.clone(), timeout::bound));
 
     let routes = Router::new()
         .route("/healthz", get(liveness))

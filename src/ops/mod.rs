@@ -2,3 +2,4 @@
 //! `backup`).
 
 pub mod status;
+pub mod users;

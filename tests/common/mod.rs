@@ -148,6 +148,8 @@ impl TestServer {
             ("EF__API_PORT".into(), "0".into()),
         ];
         vars.extend(isolated_env());
+        // Tests make many requests from one address; the rate-limit tests set their own limit.
+        vars.push(("EF__RATE_LIMIT_DEFAULT".into(), "100000/minute".into()));
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let opts = LoadOptions {
             dev: true,
@@ -418,4 +420,93 @@ pub fn connect_retry(addr: SocketAddr, timeout: Duration) -> TcpStream {
             Err(e) => panic!("cannot connect to {addr}: {e}"),
         }
     }
+}
+
+/// Insert a user directly (as an imported database would have it) and return its id.
+pub async fn insert_user(
+    db: &TestDb,
+    name: &str,
+    role: &str,
+    parent: Option<i64>,
+    password_hash: &str,
+) -> i64 {
+    db.client()
+        .await
+        .query_one(
+            "INSERT INTO users (username, password_hash, role, parent_user_id, account_level_id)
+             VALUES ($1, $2, $3, $4, CASE WHEN $3::varchar = 'main_account' THEN (SELECT id FROM account_levels WHERE is_default) END)
+             RETURNING id",
+            &[&name, &password_hash, &role, &parent],
+        )
+        .await
+        .expect("insert user")
+        .get(0)
+}
+
+/// An argon2id hash of `password`, as the server would store it.
+pub fn hash(password: &str) -> String {
+    euraflow::auth::password::hash_blocking(password, euraflow::config::PasswordHash::Argon2id)
+        .expect("hash")
+}
+
+/// Log in over HTTPS; returns (status, body).
+pub async fn login(srv: &TestServer, name: &str, password: &str) -> (u16, serde_json::Value) {
+    let r = srv
+        .client()
+        .post(srv.https_url("/api/ef/v1/auth/login"))
+        .json(&serde_json::json!({"username": name, "password": password, "captcha_token": "ignored"}))
+        .send()
+        .await
+        .expect("login request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+/// Log in and return the access and refresh tokens (panics on failure).
+pub async fn tokens(srv: &TestServer, name: &str, password: &str) -> (String, String) {
+    let (status, body) = login(srv, name, password).await;
+    assert_eq!(status, 200, "login {name}: {body}");
+    (
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned(),
+        body["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_owned(),
+    )
+}
+
+/// An authenticated request over HTTPS: (status, body).
+pub async fn call(
+    srv: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = srv
+        .client()
+        .request(method, srv.https_url(&format!("/api/ef/v1{path}")))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The business error code, wherever the response put it.
+pub fn code(body: &serde_json::Value) -> String {
+    body["error"]["detail"]["code"]
+        .as_str()
+        .or_else(|| body["error"]["code"].as_str())
+        .unwrap_or_default()
+        .to_owned()
 }

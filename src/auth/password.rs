@@ -1,0 +1,217 @@
+//! Passwords: verify the original's bcrypt hashes exactly as it did, hash new passwords with
+//! argon2id (or bcrypt, to run beside the old system), upgrade bcrypt hashes at the next good
+//! login, and never let hashing block the async threads or reveal whether a user exists.
+//!
+//! The original cut the Python string to its first 72 characters, encoded it as UTF-8, and bcrypt
+//! used the first 72 bytes of that. A multi-byte password can therefore differ after byte 72 and
+//! still verify; we reproduce that rule for `$2a$/$2b$/$2y$` hashes so every existing password
+//! keeps working. argon2id has no such limit.
+
+use std::sync::Arc;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use tokio::sync::Semaphore;
+
+use crate::config::PasswordHash;
+
+pub const MIN_LEN: usize = 8;
+/// Longer inputs are refused before hashing (argon2 of megabytes is a denial of service).
+pub const MAX_BYTES: usize = 1024;
+/// bcrypt's cost for new hashes when `EF__PASSWORD_HASH=bcrypt` (the original's default).
+const BCRYPT_COST: u32 = 12;
+
+/// argon2id with OWASP's recommended minimum: 19 MiB, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// The bytes the original fed to bcrypt.
+pub fn bcrypt_input(password: &str) -> Vec<u8> {
+    let first_72_chars: String = password.chars().take(72).collect();
+    let mut bytes = first_72_chars.into_bytes();
+    bytes.truncate(72);
+    bytes
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")
+}
+
+/// Whether a stored hash should be replaced by one in the configured scheme.
+pub fn needs_upgrade(hash: &str, scheme: PasswordHash) -> bool {
+    match scheme {
+        PasswordHash::Argon2id => !hash.starts_with("$argon2id$"),
+        PasswordHash::Bcrypt => false,
+    }
+}
+
+/// Synchronous verification (call through [`Passwords`]). Unknown formats verify as false.
+pub fn verify_blocking(password: &str, hash: &str) -> bool {
+    if is_bcrypt(hash) {
+        return bcrypt::verify(bcrypt_input(password), hash).unwrap_or(false);
+    }
+    if hash.starts_with("$argon2") {
+        return argon2::PasswordHash::new(hash)
+            .map(|parsed| {
+                argon2()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+    }
+    false
+}
+
+pub fn hash_blocking(password: &str, scheme: PasswordHash) -> anyhow::Result<String> {
+    match scheme {
+        PasswordHash::Argon2id => argon2()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("argon2id hashing failed: {e}")),
+        PasswordHash::Bcrypt => bcrypt::hash(bcrypt_input(password), BCRYPT_COST)
+            .map_err(|e| anyhow::anyhow!("bcrypt hashing failed: {e}")),
+    }
+}
+
+/// Why a new password is refused.
+pub fn policy_violation(password: &str) -> Option<&'static str> {
+    if password.len() > MAX_BYTES {
+        Some("The password may be at most 1024 bytes")
+    } else if password.chars().count() < MIN_LEN {
+        Some("The password must have at least 8 characters")
+    } else {
+        None
+    }
+}
+
+/// Hashing off the async threads, at most a few at a time (a login storm must not take every
+/// blocking thread), with a dummy hash to spend the same time on unknown users.
+#[derive(Clone)]
+pub struct Passwords {
+    scheme: PasswordHash,
+    slots: Arc<Semaphore>,
+    dummy: Arc<String>,
+}
+
+impl Passwords {
+    pub fn new(scheme: PasswordHash) -> anyhow::Result<Self> {
+        let parallel = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2);
+        let dummy = hash_blocking("a password nobody has: timing equaliser", scheme)?;
+        Ok(Passwords {
+            scheme,
+            slots: Arc::new(Semaphore::new(parallel)),
+            dummy: Arc::new(dummy),
+        })
+    }
+
+    pub fn scheme(&self) -> PasswordHash {
+        self.scheme
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| anyhow::anyhow!("password hashing is shut down"))?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| anyhow::anyhow!("password hashing task failed: {e}"))
+    }
+
+    /// Verify against `hash`, or against the dummy hash when the user does not exist (same cost,
+    /// always false).
+    pub async fn verify(&self, password: &str, hash: Option<&str>) -> anyhow::Result<bool> {
+        let password = password.to_owned();
+        let (hash, real) = match hash {
+            Some(h) => (h.to_owned(), true),
+            None => (self.dummy.as_str().to_owned(), false),
+        };
+        let ok = self.run(move || verify_blocking(&password, &hash)).await?;
+        Ok(ok && real)
+    }
+
+    pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
+        let password = password.to_owned();
+        let scheme = self.scheme;
+        self.run(move || hash_blocking(&password, scheme)).await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Made with Python's bcrypt 4.0.1 exactly as the original did:
+    /// `bcrypt.hashpw(password[:72].encode("utf-8"), bcrypt.gensalt())`.
+    const PY_ASCII: (&str, &str) = (
+        "EuraFlow-pass-2025",
+        "$2b$12$wogTz4VFiwKv4AlnYzBwzehangBN0j7GguuEJdYNwb1lG8DmCJSxu",
+    );
+    /// 42 characters, 126 bytes: bcrypt used the first 72 bytes (24 characters).
+    const PY_CJK: (&str, &str) = (
+        "跨境电商平台密码测试跨境电商平台密码测试跨境电商平台密码测试跨境电商平台密码测试尾巴",
+        "$2b$12$d54UTmW0ENxSreV.JCdAAOJeFLJ2zGM2iGTrNLCFgCRAH7fxFH5W2",
+    );
+
+    #[test]
+    fn python_bcrypt_hashes_verify() {
+        assert!(verify_blocking(PY_ASCII.0, PY_ASCII.1));
+        assert!(!verify_blocking("EuraFlow-pass-2026", PY_ASCII.1));
+        // $2a$ and $2y$ spellings of the same hash verify the same way.
+        assert!(verify_blocking(
+            PY_ASCII.0,
+            &PY_ASCII.1.replacen("$2b$", "$2a$", 1)
+        ));
+        assert!(verify_blocking(
+            PY_ASCII.0,
+            &PY_ASCII.1.replacen("$2b$", "$2y$", 1)
+        ));
+    }
+
+    #[test]
+    fn non_ascii_over_72_bytes_follows_the_original_rule() {
+        assert!(verify_blocking(PY_CJK.0, PY_CJK.1));
+        // Only the first 72 bytes count: a different ending still verifies...
+        let same_prefix: String = PY_CJK
+            .0
+            .chars()
+            .take(24)
+            .chain("不同的结尾".chars())
+            .collect();
+        assert!(verify_blocking(&same_prefix, PY_CJK.1));
+        // ...but a change inside them does not.
+        let changed: String = std::iter::once('改')
+            .chain(PY_CJK.0.chars().skip(1))
+            .collect();
+        assert!(!verify_blocking(&changed, PY_CJK.1));
+        assert_eq!(bcrypt_input(PY_CJK.0).len(), 72);
+    }
+
+    #[test]
+    fn argon2id_round_trip_and_upgrade_rule() {
+        let h = hash_blocking("correct horse battery", PasswordHash::Argon2id).unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify_blocking("correct horse battery", &h));
+        assert!(!verify_blocking("correct horse batterY", &h));
+        assert!(!needs_upgrade(&h, PasswordHash::Argon2id));
+        assert!(needs_upgrade(PY_ASCII.1, PasswordHash::Argon2id));
+        assert!(!needs_upgrade(PY_ASCII.1, PasswordHash::Bcrypt));
+        assert!(!verify_blocking("x", "not-a-hash"));
+    }
+
+    #[test]
+    fn policy() {
+        assert!(policy_violation("short").is_some());
+        assert!(policy_violation("长度够八个字符了吗").is_none());
+        assert!(policy_violation(&"a".repeat(1025)).is_some());
+        assert!(policy_violation(&"a".repeat(1024)).is_none());
+    }
+}

@@ -1,0 +1,372 @@
+//! Login sessions and the per-request checks that make a token usable.
+//!
+//! PostgreSQL is the record (`user_login_sessions`, `users.current_session_token`); Redis is the
+//! fast path, so a request normally costs one Redis round trip and no database query:
+//!
+//! - `session:<token>` is `1` while the session is active and `0` once it ended (logout, replaced
+//!   by a newer login, refresh-token reuse), kept for the refresh lifetime;
+//! - `state:<user id>` caches the account state (active, status, expiry, and the parent's for
+//!   sub-accounts), invalidated by every change to a user;
+//! - `revoked:<jti>` marks a revoked token until it would have expired anyway.
+//!
+//! A missing key (Redis restarted empty) is refilled from PostgreSQL. While Redis is down,
+//! `EF__AUTH_REDIS_FAIL_OPEN=false` (the default) checks PostgreSQL instead, one query per request;
+//! `true` trusts the token's own claims until it expires.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+
+use super::roles::{AccountState, AccountStatus, Role};
+use super::tokens::{AccessClaims, now_s};
+use super::users;
+use crate::db::{Database, DbError};
+use crate::redis::Redis;
+
+/// Account state is re-read from PostgreSQL at least this often even if nothing invalidated it.
+const STATE_TTL_S: u64 = 600;
+
+/// Why a token is not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    Revoked,
+    SessionEnded,
+    UnknownUser,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{0:?}")]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// 64 hex characters from 32 random bytes: the original's session token format.
+pub fn new_session_token() -> String {
+    let mut b = [0u8; 32];
+    rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[derive(Clone)]
+pub struct AuthStore {
+    db: Arc<Database>,
+    redis: Arc<Redis>,
+    fail_open: bool,
+    session_ttl_s: u64,
+}
+
+impl AuthStore {
+    pub fn new(db: Arc<Database>, redis: Arc<Redis>, fail_open: bool, session_ttl_s: u64) -> Self {
+        AuthStore {
+            db,
+            redis,
+            fail_open,
+            session_ttl_s,
+        }
+    }
+
+    fn session_key(&self, token: &str) -> String {
+        self.redis.key(&format!("session:{token}"))
+    }
+
+    fn state_key(&self, user_id: i64) -> String {
+        self.redis.key(&format!("state:{user_id}"))
+    }
+
+    fn revoked_key(&self, jti: &str) -> String {
+        self.redis.key(&format!("revoked:{jti}"))
+    }
+
+    /// Is this access token still good, and what is its user's account state?
+    pub async fn check(&self, claims: &AccessClaims) -> Result<AccountState, CheckError> {
+        let user_id: i64 = claims
+            .sub
+            .parse()
+            .map_err(|_| CheckError::Rejected(Rejection::UnknownUser))?;
+        let session_key = claims.session_token.as_deref().map(|t| self.session_key(t));
+        let mut keys = vec![self.revoked_key(&claims.jti), self.state_key(user_id)];
+        if let Some(k) = &session_key {
+            keys.push(k.clone());
+        }
+        let cached: Result<Vec<Option<String>>, _> =
+            self.redis.query(redis::cmd("MGET").arg(&keys)).await;
+        let Ok(cached) = cached else {
+            return self.check_without_redis(claims, user_id).await;
+        };
+        if cached.first().is_some_and(Option::is_some) {
+            return Err(CheckError::Rejected(Rejection::Revoked));
+        }
+        if let Some(token) = claims.session_token.as_deref() {
+            let active = match cached.get(2).cloned().flatten().as_deref() {
+                Some("1") => true,
+                Some(_) => false,
+                None => self.refill_session(token, user_id).await?,
+            };
+            if !active {
+                return Err(CheckError::Rejected(Rejection::SessionEnded));
+            }
+        }
+        let state = match cached
+            .get(1)
+            .cloned()
+            .flatten()
+            .and_then(|s| serde_json::from_str::<AccountState>(&s).ok())
+        {
+            Some(s) => s,
+            None => self.refill_state(user_id).await?,
+        };
+        Ok(state)
+    }
+
+    async fn check_without_redis(
+        &self,
+        claims: &AccessClaims,
+        user_id: i64,
+    ) -> Result<AccountState, CheckError> {
+        if self.fail_open {
+            // Documented trade-off: trust the signed claims until the token expires.
+            return Ok(AccountState {
+                user_id,
+                username: claims.username.clone(),
+                role: Role::parse(&claims.role).unwrap_or(Role::SubAccount),
+                is_active: true,
+                status: AccountStatus::Active,
+                expires_at: None,
+                parent_user_id: None,
+                inherited: None,
+            });
+        }
+        let client = self.db.get().await?;
+        if let Some(token) = claims.session_token.as_deref()
+            && !session_active_in_db(&**client, token, user_id).await?
+        {
+            return Err(CheckError::Rejected(Rejection::SessionEnded));
+        }
+        users::account_state(&**client, user_id)
+            .await?
+            .ok_or(CheckError::Rejected(Rejection::UnknownUser))
+    }
+
+    async fn refill_session(&self, token: &str, user_id: i64) -> Result<bool, CheckError> {
+        let client = self.db.get().await?;
+        let active = session_active_in_db(&**client, token, user_id).await?;
+        self.mark_session(token, active).await;
+        Ok(active)
+    }
+
+    async fn refill_state(&self, user_id: i64) -> Result<AccountState, CheckError> {
+        let client = self.db.get().await?;
+        let state = users::account_state(&**client, user_id)
+            .await?
+            .ok_or(CheckError::Rejected(Rejection::UnknownUser))?;
+        if let Ok(json) = serde_json::to_string(&state) {
+            let _: Result<(), _> = self
+                .redis
+                .query(
+                    redis::cmd("SET")
+                        .arg(self.state_key(user_id))
+                        .arg(json)
+                        .arg("EX")
+                        .arg(STATE_TTL_S),
+                )
+                .await;
+        }
+        Ok(state)
+    }
+
+    /// Record a session as active or ended in the cache. Failures are logged: PostgreSQL stays
+    /// the record and a later miss refills the cache.
+    pub async fn mark_session(&self, token: &str, active: bool) {
+        let r: Result<(), _> = self
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(self.session_key(token))
+                    .arg(if active { "1" } else { "0" })
+                    .arg("EX")
+                    .arg(self.session_ttl_s.max(1)),
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "session cache not updated");
+        }
+    }
+
+    /// Forget cached account states (after any change to these users or their parents).
+    pub async fn invalidate_states(&self, user_ids: &[i64]) {
+        if user_ids.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = user_ids.iter().map(|id| self.state_key(*id)).collect();
+        let r: Result<(), _> = self.redis.query(redis::cmd("DEL").arg(&keys)).await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cached account states could not be cleared; they expire within 10 minutes");
+        }
+    }
+
+    /// Refuse a token (by `jti`) until its `exp`.
+    pub async fn revoke(&self, jti: &str, exp: u64) {
+        let ttl = exp.saturating_sub(now_s()).max(1);
+        let r: Result<(), _> = self
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(self.revoked_key(jti))
+                    .arg("1")
+                    .arg("EX")
+                    .arg(ttl),
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "token revocation not stored in Redis; its session is ended in PostgreSQL");
+        }
+    }
+}
+
+async fn session_active_in_db(
+    c: &impl GenericClient,
+    token: &str,
+    user_id: i64,
+) -> Result<bool, DbError> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM user_login_sessions
+              WHERE session_token = $1 AND user_id = $2 AND is_active
+                AND (expires_at IS NULL OR expires_at > now())",
+        &[&token, &user_id],
+    )
+    .await?
+    .is_some())
+}
+
+/// Start a session (inside the caller's transaction). With `single`, the user's other active
+/// sessions end (reason `replaced`); their tokens are returned so the cache can be told.
+pub async fn start(
+    tx: &impl GenericClient,
+    user_id: i64,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    refresh_jti: &str,
+    expires_at: DateTime<Utc>,
+    single: bool,
+) -> Result<(String, Vec<String>), DbError> {
+    let ended = if single {
+        tx.query(
+            "UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = 'replaced'
+              WHERE user_id = $1 AND is_active RETURNING session_token",
+            &[&user_id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    } else {
+        Vec::new()
+    };
+    let token = new_session_token();
+    tx.execute(
+        "INSERT INTO user_login_sessions (user_id, session_token, ip_address, user_agent, refresh_jti, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&user_id, &token, &ip, &user_agent, &refresh_jti, &expires_at],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE users SET current_session_token = $2, last_login_at = now() WHERE id = $1",
+        &[&user_id, &token],
+    )
+    .await?;
+    Ok((token, ended))
+}
+
+/// End one session; returns whether it was active.
+pub async fn end(c: &impl GenericClient, token: &str, reason: &str) -> Result<bool, DbError> {
+    let row = c
+        .query_opt(
+            "UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = $2
+              WHERE session_token = $1 AND is_active RETURNING user_id",
+            &[&token, &reason],
+        )
+        .await?;
+    if let Some(r) = &row {
+        let user_id: i64 = r.get(0);
+        c.execute(
+            "UPDATE users SET current_session_token = NULL WHERE id = $1 AND current_session_token = $2",
+            &[&user_id, &token],
+        )
+        .await?;
+    }
+    Ok(row.is_some())
+}
+
+/// End every active session of a user (password reset, deactivation); returns their tokens.
+pub async fn end_all(
+    c: &impl GenericClient,
+    user_id: i64,
+    reason: &str,
+) -> Result<Vec<String>, DbError> {
+    let tokens: Vec<String> = c
+        .query(
+            "UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = $2
+              WHERE user_id = $1 AND is_active RETURNING session_token",
+            &[&user_id, &reason],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    c.execute(
+        "UPDATE users SET current_session_token = NULL WHERE id = $1",
+        &[&user_id],
+    )
+    .await?;
+    Ok(tokens)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The presented refresh token was the current one; it is replaced by `new_jti`.
+    Rotated,
+    /// An older refresh token of an active session was presented: stolen and replayed, or raced.
+    /// The session has been ended.
+    Reused,
+    /// The session is over (or belongs to someone else).
+    Inactive,
+}
+
+/// Swap the session's refresh token, detecting reuse (inside the caller's transaction).
+pub async fn rotate_refresh(
+    tx: &impl GenericClient,
+    token: &str,
+    user_id: i64,
+    presented_jti: &str,
+    new_jti: &str,
+) -> Result<Rotation, DbError> {
+    let row = tx
+        .query_opt(
+            "SELECT refresh_jti, is_active, (expires_at IS NULL OR expires_at > now())
+               FROM user_login_sessions WHERE session_token = $1 AND user_id = $2 FOR UPDATE",
+            &[&token, &user_id],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(Rotation::Inactive);
+    };
+    let current: Option<String> = row.get(0);
+    let active: bool = row.get(1);
+    let unexpired: bool = row.get(2);
+    if !active || !unexpired {
+        return Ok(Rotation::Inactive);
+    }
+    if current.as_deref() != Some(presented_jti) {
+        end(tx, token, "refresh_reuse").await?;
+        return Ok(Rotation::Reused);
+    }
+    tx.execute(
+        "UPDATE user_login_sessions SET refresh_jti = $2, last_activity_at = now() WHERE session_token = $1",
+        &[&token, &new_jti],
+    )
+    .await?;
+    Ok(Rotation::Rotated)
+}

@@ -1,0 +1,93 @@
+//! `EF__RATE_LIMIT_DEFAULT` applied for real (the original configured slowapi and never attached
+//! it): every API request counts against its user (when the bearer token's signature is good) or
+//! its client IP, shared by all server processes through Redis. Health checks and the local
+//! operator's loopback requests (metrics, status) are exempt; static files never reach this.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+use super::client_ip::ClientIp;
+use crate::api::error::ApiError;
+use crate::auth::api_keys;
+use crate::auth::rate_limit::Decision;
+use crate::http::server::ConnInfo;
+use crate::state::AppState;
+
+/// Paths below the API prefix that load balancers and monitors poll.
+const EXEMPT: &[&str] = &["/health", "/system/health"];
+
+pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(limiter) = state.auth().rate_limiter.as_ref() else {
+        return next.run(req).await;
+    };
+    let local = req
+        .extensions()
+        .get::<ConnInfo>()
+        .is_some_and(ConnInfo::is_local_operator);
+    if local || EXEMPT.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let subject = subject(&req, &state);
+    let d = limiter.check(&subject).await;
+    if !d.allowed {
+        let wait = d.retry_after.as_secs().max(1);
+        let mut resp = ApiError::coded(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_EXCEEDED",
+            format!(
+                "Too many requests: at most {} per {}s. Try again in {wait}s.",
+                d.limit,
+                limiter.rule().per.as_secs()
+            ),
+        )
+        .with_retry_after(wait)
+        .into_response();
+        add_headers(&mut resp, &d);
+        return resp;
+    }
+    let mut resp = next.run(req).await;
+    add_headers(&mut resp, &d);
+    resp
+}
+
+fn subject(req: &Request, state: &AppState) -> String {
+    let headers = req.headers();
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        && let Some(user) = state.auth().keys.peek_user(token.trim())
+    {
+        return format!("user:{user}");
+    }
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok())
+        && api_keys::looks_valid(key.trim())
+    {
+        return format!("key:{}", &api_keys::hash(key.trim())[..32]);
+    }
+    match req.extensions().get::<ClientIp>() {
+        Some(ip) => format!("ip:{}", ip.0),
+        None => "ip:unknown".to_owned(),
+    }
+}
+
+fn add_headers(resp: &mut Response, d: &Decision) {
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", d.limit.to_string()),
+        ("x-ratelimit-remaining", d.remaining.to_string()),
+        (
+            "x-ratelimit-reset",
+            d.reset
+                .as_secs()
+                .max(if d.reset.is_zero() { 0 } else { 1 })
+                .to_string(),
+        ),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+}

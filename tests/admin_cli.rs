@@ -1,0 +1,161 @@
+//! No default password: the first admin's random password is written to a private file by
+//! `euraflow migrate`; `euraflow user ...` manages accounts from the machine.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{TestDb, TestServer, as_refs, login, production_env};
+
+/// The server and the CLI must share a Redis prefix, as they share the configuration file.
+fn prefix(state: &std::path::Path) -> String {
+    format!("test:{}:", state.file_name().unwrap().to_string_lossy())
+}
+
+fn cli(
+    db: &TestDb,
+    state: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    let mut env = production_env(state);
+    env.extend(db.env());
+    env.push(("EF__REDIS_PREFIX".into(), prefix(state)));
+    let mut child = Command::new(common::BIN)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_first_admin_with_a_private_random_password() {
+    let db = TestDb::create().await;
+    let state = tempfile::tempdir().unwrap();
+    let (code, out, err) = cli(&db, state.path(), &["migrate"], None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let file = state.path().join("initial-admin-password");
+    assert!(out.contains(&file.display().to_string()), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(password.len() >= 20);
+    assert!(
+        !out.contains(&password) && !err.contains(&password),
+        "the password was printed"
+    );
+
+    let srv = TestServer::start(&as_refs(&db.env())).await;
+    let (status, body) = login(&srv, "admin", &password).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["role"], "admin");
+    assert!(body["user"]["shop_ids"].is_null(), "admins see all shops");
+    assert_eq!(
+        login(&srv, "admin", "admin123").await.0,
+        401,
+        "no default password"
+    );
+
+    // Again: nothing new, the file is untouched.
+    let (code, out, _) = cli(&db, state.path(), &["migrate"], None);
+    assert_eq!(code, 0);
+    assert!(!out.contains("created the first admin"), "{out}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), password);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_commands_create_reset_list_and_disable() {
+    let db = TestDb::migrated().await;
+    let state = tempfile::tempdir().unwrap();
+    let (code, out, err) = cli(
+        &db,
+        state.path(),
+        &["user", "create", "--role", "admin", "opsadmin"],
+        Some("first-password\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("created user opsadmin"), "{out}");
+    let (code, _, err) = cli(
+        &db,
+        state.path(),
+        &["user", "create", "--role", "main_account", "shopowner"],
+        Some("short\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("at least 8"), "{err}");
+    let (code, _, _) = cli(
+        &db,
+        state.path(),
+        &["user", "create", "--role", "main_account", "shopowner"],
+        Some("owner-password\n"),
+    );
+    assert_eq!(code, 0);
+
+    let mut env = db.env();
+    env.push(("EF__REDIS_PREFIX".into(), prefix(state.path())));
+    let srv = TestServer::start(&as_refs(&env)).await;
+    let (access, _) = common::tokens(&srv, "opsadmin", "first-password").await;
+    let (code, out, _) = cli(
+        &db,
+        state.path(),
+        &["user", "passwd", "opsadmin"],
+        Some("second-password\n"),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 session(s) ended"), "{out}");
+    assert_eq!(
+        common::call(&srv, reqwest::Method::GET, "/auth/me", &access, None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(login(&srv, "opsadmin", "first-password").await.0, 401);
+    assert_eq!(login(&srv, "opsadmin", "second-password").await.0, 200);
+
+    let (code, out, _) = cli(&db, state.path(), &["user", "list"], None);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("opsadmin") && out.contains("shopowner") && out.contains("main_account"),
+        "{out}"
+    );
+
+    let (code, _, _) = cli(&db, state.path(), &["user", "disable", "opsadmin"], None);
+    assert_eq!(code, 0);
+    let (status, body) = login(&srv, "opsadmin", "second-password").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(common::code(&body), "USER_INACTIVE");
+    let (code, _, err) = cli(
+        &db,
+        state.path(),
+        &["user", "passwd", "nobody"],
+        Some("whatever-password\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no user named nobody"), "{err}");
+    srv.stop().await;
+}
