@@ -48,6 +48,12 @@ pub enum Command {
         #[arg(long)]
         create_database: bool,
     },
+    /// The go-live checklist: config, secret, TLS, PostgreSQL, Redis, worker, backups, ports, firewall
+    Check {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage users from this machine (create admins, reset passwords, disable accounts)
     User {
         #[command(subcommand)]
@@ -99,6 +105,9 @@ pub fn run(cli: Cli) -> ExitCode {
             create_database,
         } => with_runtime(cli.dev, cli.config, |loaded| async move {
             migrate(&loaded.config, status, create_database).await
+        }),
+        Command::Check { json } => with_runtime(cli.dev, cli.config, |loaded| async move {
+            crate::ops::check::run(&loaded, json).await
         }),
         Command::User { command } => with_runtime(cli.dev, cli.config, |loaded| async move {
             crate::ops::users::run(&loaded.config, command).await

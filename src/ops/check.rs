@@ -1,0 +1,560 @@
+//! `euraflow check`: the production guide's go-live checklist as a command. Every line says what
+//! was checked, what was found, and how to fix it; the exit status is non-zero when anything
+//! fails, so it can gate a deployment.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::{Config, ListenAddr, Loaded, Source, TlsConfig};
+use crate::db;
+use crate::db::migrate;
+use crate::redis::Redis;
+
+/// A certificate must stay valid at least this long.
+const CERT_MIN_DAYS: u64 = 14;
+/// PostgreSQL needs room beyond our pool for the worker, psql, backups and replication.
+const PG_RESERVE: f64 = 0.2;
+const REDIS_MIN_CLIENTS: u64 = 1000;
+const BACKUP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+const WORKER_STALE: f64 = 90.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Warn,
+    Fail,
+    /// Informational: shown, never fails the run.
+    Info,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub id: &'static str,
+    pub outcome: Outcome,
+    pub found: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+fn item(id: &'static str, outcome: Outcome, found: impl Into<String>, fix: Option<String>) -> Item {
+    Item {
+        id,
+        outcome,
+        found: found.into(),
+        fix,
+    }
+}
+
+fn pass(id: &'static str, found: impl Into<String>) -> Item {
+    item(id, Outcome::Pass, found, None)
+}
+
+fn fail(id: &'static str, found: impl Into<String>, fix: impl Into<String>) -> Item {
+    item(id, Outcome::Fail, found, Some(fix.into()))
+}
+
+fn warn(id: &'static str, found: impl Into<String>, fix: impl Into<String>) -> Item {
+    item(id, Outcome::Warn, found, Some(fix.into()))
+}
+
+pub async fn run(loaded: &Loaded, json: bool) -> ExitCode {
+    let items = collect(loaded).await;
+    if json {
+        let failed = items.iter().filter(|i| i.outcome == Outcome::Fail).count();
+        let out = serde_json::json!({"passed": failed == 0, "failed": failed, "checks": items});
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        for i in &items {
+            let mark = match i.outcome {
+                Outcome::Pass => "ok  ",
+                Outcome::Warn => "warn",
+                Outcome::Fail => "FAIL",
+                Outcome::Info => "info",
+            };
+            println!("[{mark}] {:<22} {}", i.id, i.found);
+            if let Some(f) = &i.fix {
+                println!("       {:<22} fix: {f}", "");
+            }
+        }
+        let failed = items.iter().filter(|i| i.outcome == Outcome::Fail).count();
+        println!(
+            "\n{} checks: {} passed, {} warnings, {failed} failed",
+            items.len(),
+            items.iter().filter(|i| i.outcome == Outcome::Pass).count(),
+            items.iter().filter(|i| i.outcome == Outcome::Warn).count()
+        );
+    }
+    if items.iter().any(|i| i.outcome == Outcome::Fail) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub async fn collect(loaded: &Loaded) -> Vec<Item> {
+    let c = &loaded.config;
+    let mut items = vec![pass(
+        "config",
+        match &loaded.config_file {
+            Some(p) => format!("valid ({})", p.display()),
+            None => "valid (no configuration file)".into(),
+        },
+    )];
+    items.push(if c.is_production() {
+        pass("production_mode", "EF__ENV=production")
+    } else {
+        fail(
+            "production_mode",
+            "development mode",
+            "remove EF__ENV=development and --dev",
+        )
+    });
+    items.push(if c.debug {
+        fail("debug_off", "EF__API_DEBUG=true", "set EF__API_DEBUG=false")
+    } else {
+        pass("debug_off", "EF__API_DEBUG=false")
+    });
+    items.push(secret_item(loaded));
+    items.push(match c.security.rate_limit {
+        Some(r) => pass("rate_limit", format!("on, {r}")),
+        None => fail(
+            "rate_limit",
+            "EF__RATE_LIMIT_ENABLED=false",
+            "set EF__RATE_LIMIT_ENABLED=true",
+        ),
+    });
+    items.extend(tls_items(c));
+    items.extend(database_items(c).await);
+    items.extend(redis_items(c).await);
+    items.push(backup_item(c));
+    items.extend(port_items());
+    items.push(firewall_item());
+    items
+}
+
+fn secret_item(loaded: &Loaded) -> Item {
+    let s = &loaded.config.security.secret_key;
+    let source = loaded
+        .settings
+        .get("EF__SECRET_KEY")
+        .map(|s| s.source.clone());
+    if s.len() < crate::config::MIN_SECRET_LEN {
+        return fail(
+            "secret_key",
+            format!("{} characters", s.len()),
+            "euraflow gen-secret > /etc/euraflow/credentials/secret_key",
+        );
+    }
+    match source {
+        Some(Source::Generated(_)) => fail(
+            "secret_key",
+            "a development secret",
+            "euraflow gen-secret > /etc/euraflow/credentials/secret_key",
+        ),
+        Some(src) => pass("secret_key", format!("{} characters, from {src}", s.len())),
+        None => pass("secret_key", format!("{} characters", s.len())),
+    }
+}
+
+fn tls_items(c: &Config) -> Vec<Item> {
+    if matches!(c.http.https_listen, ListenAddr::Off) {
+        return vec![warn(
+            "tls",
+            "HTTPS is off (EF__HTTPS_LISTEN=off)",
+            "only right when a TLS-terminating proxy sits in front",
+        )];
+    }
+    let TlsConfig::Files { cert, key } = &c.tls else {
+        return vec![fail(
+            "tls_certificate",
+            "self-signed certificate (browsers will warn)",
+            "point EF__TLS_CERT/EF__TLS_KEY at a real certificate, e.g. Let's Encrypt's fullchain.pem and privkey.pem",
+        )];
+    };
+    let store = match crate::http::tls::CertificateStore::open(c.tls.clone(), &c.server_name) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![fail(
+                "tls_certificate",
+                format!("{e:#}"),
+                format!("check {} and {}", cert.display(), key.display()),
+            )];
+        }
+    };
+    let cert_info = store.current();
+    let mut out = vec![pass(
+        "tls_certificate",
+        format!("{} (key matches)", cert_info.subject),
+    )];
+    let days = cert_info
+        .not_after
+        .duration_since(SystemTime::now())
+        .map(|d| d.as_secs() / 86400)
+        .unwrap_or(0);
+    out.push(if days >= CERT_MIN_DAYS {
+        pass("tls_expiry", format!("{days} days left"))
+    } else {
+        fail(
+            "tls_expiry",
+            format!("{days} days left"),
+            "renew it (certbot renew) — the deploy hook reloads the server",
+        )
+    });
+    out.push(match cert_names(cert) {
+        Some(names) if names.iter().any(|n| name_matches(n, &c.server_name)) => {
+            pass("tls_hostname", format!("valid for {}", c.server_name))
+        }
+        Some(names) => fail(
+            "tls_hostname",
+            format!("{} is not among {}", c.server_name, names.join(", ")),
+            "set EF__SERVER_NAME to the site's name, or get a certificate for it",
+        ),
+        None => fail(
+            "tls_hostname",
+            "cannot read the certificate's names",
+            "check EF__TLS_CERT",
+        ),
+    });
+    out
+}
+
+fn name_matches(pattern: &str, host: &str) -> bool {
+    let (p, h) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
+    match p.strip_prefix("*.") {
+        Some(rest) => h
+            .split_once('.')
+            .is_some_and(|(first, tail)| !first.is_empty() && tail == rest),
+        None => p == h,
+    }
+}
+
+fn cert_names(path: &Path) -> Option<Vec<String>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).ok()?;
+    let der = CertificateDer::from_pem_slice(&pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    Some(
+        san.value
+            .general_names
+            .iter()
+            .filter_map(|g| match g {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+async fn database_items(c: &Config) -> Vec<Item> {
+    let client = match db::connect_one(&c.db, &c.db.name).await {
+        Ok(client) => client,
+        Err(e) => {
+            return vec![fail(
+                "postgresql",
+                e.to_string(),
+                "start PostgreSQL and check EF__DB_* (euraflow status shows details)",
+            )];
+        }
+    };
+    let mut out = vec![pass("postgresql", format!("reachable as {}", c.db.user))];
+    out.push(match migrate::status(&client, migrate::EMBEDDED).await {
+        Ok(s) if s.pending.is_empty() => pass(
+            "migrations",
+            format!("{} applied, none pending", s.applied.len()),
+        ),
+        Ok(s) => fail(
+            "migrations",
+            format!("{} pending", s.pending.len()),
+            "euraflow migrate",
+        ),
+        Err(e) => fail("migrations", e.to_string(), "euraflow migrate --status"),
+    });
+    let pool = c.db.max_connections();
+    let needed = (pool as f64 * (1.0 + PG_RESERVE)).ceil() as i64;
+    out.push(
+        match client
+            .query_one("SELECT current_setting('max_connections')::bigint", &[])
+            .await
+        {
+            Ok(row) => {
+                let max: i64 = row.get(0);
+                if max >= needed {
+                    pass("pg_max_connections", format!("{max} ≥ pool {pool} + 20 % reserve"))
+                } else {
+                    fail(
+                        "pg_max_connections",
+                        format!("{max} < pool {pool} + 20 % reserve ({needed})"),
+                        format!(
+                            "set max_connections = {} in postgresql.conf (the guide uses 200) and restart PostgreSQL, or lower EF__DB_POOL_SIZE/EF__DB_MAX_OVERFLOW",
+                            needed.max(200)
+                        ),
+                    )
+                }
+            }
+            Err(e) => fail("pg_max_connections", e.to_string(), "check database permissions"),
+        },
+    );
+    out.push(
+        match client
+            .query_one(
+                "SELECT extract(epoch FROM now() - max(last_seen_at))::float8 FROM service_heartbeats WHERE kind = 'worker'",
+                &[],
+            )
+            .await
+        {
+            Ok(row) => match row.get::<_, Option<f64>>(0) {
+                Some(age) if age < WORKER_STALE => pass("worker", format!("heartbeat {age:.0}s ago")),
+                Some(age) => fail("worker", format!("last heartbeat {age:.0}s ago"), "systemctl restart euraflow-worker; journalctl -u euraflow-worker"),
+                None => fail("worker", "no worker has ever reported", "systemctl enable --now euraflow-worker"),
+            },
+            Err(e) => fail("worker", e.to_string(), "euraflow migrate"),
+        },
+    );
+    out
+}
+
+async fn redis_items(c: &Config) -> Vec<Item> {
+    let redis = match Redis::new(&c.redis) {
+        Ok(r) => r,
+        Err(e) => return vec![fail("redis", format!("{e:#}"), "check EF__REDIS_*")],
+    };
+    if let Err(e) = redis.ping().await {
+        return vec![fail(
+            "redis",
+            e.to_string(),
+            "start Redis (systemctl start redis-server) and check EF__REDIS_*",
+        )];
+    }
+    let mut out = vec![pass("redis", format!("reachable at {}", redis.target()))];
+    out.push(match redis.client_counts().await {
+        Ok((_, Some(max))) if max >= REDIS_MIN_CLIENTS => {
+            pass("redis_maxclients", format!("{max}"))
+        }
+        Ok((_, Some(max))) => fail(
+            "redis_maxclients",
+            format!("{max} < {REDIS_MIN_CLIENTS}"),
+            "set maxclients 1000 in /etc/redis/redis.conf and restart Redis",
+        ),
+        Ok((_, None)) => warn(
+            "redis_maxclients",
+            "unknown (CONFIG is disabled)",
+            "check maxclients ≥ 1000 with your provider",
+        ),
+        Err(e) => fail("redis_maxclients", e.to_string(), "check Redis"),
+    });
+    let policy: Result<Vec<String>, _> = redis
+        .query(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
+        .await;
+    out.push(match policy.ok().and_then(|v| v.get(1).cloned()) {
+        Some(p) if p.ends_with("-lru") || p.ends_with("-lfu") || p == "volatile-ttl" => {
+            pass("redis_memory_policy", p)
+        }
+        Some(p) => warn(
+            "redis_memory_policy",
+            format!("{p}: a full Redis refuses writes"),
+            "set maxmemory 512mb and maxmemory-policy allkeys-lru (the guide's values); everything euraflow keeps there may be evicted",
+        ),
+        None => warn("redis_memory_policy", "unknown (CONFIG is disabled)", "use allkeys-lru"),
+    });
+    out
+}
+
+fn backup_item(c: &Config) -> Item {
+    let timer = std::process::Command::new("systemctl")
+        .args(["is-enabled", "euraflow-backup.timer"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let dir = c.state_dir.join("backups");
+    let newest = std::fs::read_dir(&dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    let age = newest.and_then(|t| SystemTime::now().duration_since(t).ok());
+    match (timer.as_deref(), age) {
+        (Some("enabled"), Some(a)) if a < BACKUP_MAX_AGE => pass(
+            "backups",
+            format!("timer enabled, last backup {}h ago", a.as_secs() / 3600),
+        ),
+        (Some("enabled"), Some(a)) => fail(
+            "backups",
+            format!("last backup {}h ago", a.as_secs() / 3600),
+            "journalctl -u euraflow-backup; euraflow backup",
+        ),
+        (Some("enabled"), None) => fail(
+            "backups",
+            format!("timer enabled, no backup in {} yet", dir.display()),
+            "run one now: systemctl start euraflow-backup",
+        ),
+        (other, _) => fail(
+            "backups",
+            format!(
+                "euraflow-backup.timer is {}",
+                other
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("not installed, or systemd is not running")
+            ),
+            "systemctl enable --now euraflow-backup.timer",
+        ),
+    }
+}
+
+/// Listening TCP sockets from /proc (no external tools needed).
+fn listening() -> Vec<(IpAddr, u16)> {
+    let mut out = Vec::new();
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 4 || cols[3] != "0A" {
+                continue;
+            }
+            let Some((addr, port)) = cols[1].split_once(':') else {
+                continue;
+            };
+            let Ok(port) = u16::from_str_radix(port, 16) else {
+                continue;
+            };
+            if let Some(ip) = parse_proc_ip(addr, v6) {
+                out.push((ip, port));
+            }
+        }
+    }
+    out
+}
+
+fn parse_proc_ip(hex: &str, v6: bool) -> Option<IpAddr> {
+    if !v6 {
+        let n = u32::from_str_radix(hex, 16).ok()?;
+        return Some(IpAddr::from(n.to_le_bytes()));
+    }
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, chunk) in (0..4).map(|i| &hex[i * 8..i * 8 + 8]).enumerate() {
+        let word = u32::from_str_radix(chunk, 16).ok()?;
+        bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
+    }
+    Some(IpAddr::from(bytes))
+}
+
+fn port_items() -> Vec<Item> {
+    let sockets = listening();
+    [
+        (8000u16, "euraflow plain HTTP", "EF__API_HOST=127.0.0.1"),
+        (
+            5432,
+            "PostgreSQL",
+            "listen_addresses = 'localhost' in postgresql.conf",
+        ),
+        (6379, "Redis", "bind 127.0.0.1 ::1 in redis.conf"),
+    ]
+    .iter()
+    .map(|(port, what, fix)| {
+        let public: Vec<String> = sockets
+            .iter()
+            .filter(|(ip, p)| p == port && !crate::config::value::canonical_ip(*ip).is_loopback())
+            .map(|(ip, _)| ip.to_string())
+            .collect();
+        let id = match port {
+            8000 => "port_8000_private",
+            5432 => "port_5432_private",
+            _ => "port_6379_private",
+        };
+        if public.is_empty() {
+            pass(id, format!("{what} ({port}) not on a public address"))
+        } else {
+            fail(
+                id,
+                format!("{what} listens on {}:{port}", public.join(", ")),
+                *fix,
+            )
+        }
+    })
+    .collect()
+}
+
+fn firewall_item() -> Item {
+    let run = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+    };
+    if let Some(s) = run("ufw", &["status"]) {
+        return item(
+            "firewall",
+            Outcome::Info,
+            format!("ufw: {s}"),
+            Some("allow only 22, 80, 443: ufw allow 22,80,443/tcp && ufw enable".into()),
+        );
+    }
+    if let Some(s) = run("nft", &["list", "tables"]) {
+        let tables = if s.is_empty() {
+            "no tables".to_owned()
+        } else {
+            s
+        };
+        return item(
+            "firewall",
+            Outcome::Info,
+            format!("nftables: {tables}"),
+            Some("allow only 22, 80 and 443 from outside".into()),
+        );
+    }
+    item(
+        "firewall",
+        Outcome::Info,
+        "no ufw or nftables found",
+        Some("allow only 22, 80 and 443 from outside (the guide uses ufw)".into()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_addresses() {
+        assert_eq!(
+            parse_proc_ip("0100007F", false),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_proc_ip("00000000", false),
+            Some("0.0.0.0".parse().unwrap())
+        );
+        assert_eq!(
+            parse_proc_ip("00000000000000000000000001000000", true),
+            Some("::1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn wildcard_names() {
+        assert!(name_matches("*.example.com", "shop.example.com"));
+        assert!(!name_matches("*.example.com", "example.com"));
+        assert!(name_matches("Example.com", "example.com"));
+    }
+}
