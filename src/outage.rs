@@ -82,3 +82,52 @@ impl Outage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_outage_is_logged_once_when_it_starts_and_once_when_it_ends() {
+        let buf = Buffer::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let o = Outage::new("Redis");
+            for _ in 0..50 {
+                o.failed("connection refused");
+            }
+            assert!(o.is_down());
+            assert!(
+                o.should_skip().is_some(),
+                "retries are spaced out while down"
+            );
+            o.succeeded();
+            o.succeeded();
+            assert!(!o.is_down());
+            assert!(o.should_skip().is_none());
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("is unreachable").count(), 1, "{text}");
+        assert_eq!(text.matches("is reachable again").count(), 1, "{text}");
+    }
+}
