@@ -43,9 +43,8 @@ fn invalid_credentials() -> ApiError {
 pub struct LoginBody {
     username: String,
     password: String,
-    /// Accepted for the web app's sake; there is no captcha to check (yet).
+    /// Checked only with `EF__LOGIN_CAPTCHA=true`; the web app always sends it.
     #[serde(default)]
-    #[allow(dead_code)]
     captcha_token: Option<String>,
 }
 
@@ -111,6 +110,23 @@ pub async fn login(
             "may be at most 1024 bytes",
         )
         .finish()?;
+    if state.config().security.login_captcha {
+        let token = body.captcha_token.as_deref().unwrap_or_default();
+        if token.is_empty() {
+            return Err(coded(
+                StatusCode::BAD_REQUEST,
+                "CAPTCHA_REQUIRED",
+                "Solve the captcha first",
+            ));
+        }
+        if super::captcha::consume_token(&state, token).await == Some(false) {
+            return Err(coded(
+                StatusCode::BAD_REQUEST,
+                "CAPTCHA_INVALID",
+                "The captcha has expired or was used; solve a new one",
+            ));
+        }
+    }
     let identifier = body.username.trim();
     let ip = meta.ip_text();
     let auth = state.auth();

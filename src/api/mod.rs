@@ -5,6 +5,7 @@ pub mod account_levels;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod captcha;
 pub mod envelope;
 pub mod error;
 pub mod health;
@@ -28,6 +29,8 @@ use error::ApiError;
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/auth/login", post(auth::login))
+        .route("/auth/captcha", get(captcha::challenge))
+        .route("/auth/captcha/verify", post(captcha::verify))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me).put(auth::update_me))

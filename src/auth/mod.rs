@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod bootstrap;
+pub mod captcha;
 pub mod current_user;
 pub mod password;
 pub mod rate_limit;

@@ -264,6 +264,12 @@ pub static KEYS: &[Key] = &[
         "argon2id for new and changed passwords (bcrypt hashes are upgraded at login), or bcrypt to run side by side with the old system.",
     ),
     key(
+        "EF__LOGIN_CAPTCHA",
+        "security",
+        Value("false"),
+        "Require a solved slider captcha (/auth/captcha) to log in. Off: the web app still shows it, its token is not checked.",
+    ),
+    key(
         "EF__SINGLE_SESSION",
         "security",
         Value("true"),

@@ -254,6 +254,7 @@ pub struct SecurityConfig {
     pub password_hash: PasswordHash,
     pub single_session: bool,
     pub redis_fail_open: bool,
+    pub login_captcha: bool,
 }
 
 /// How new passwords are hashed.
@@ -853,6 +854,7 @@ impl<'o> Loader<'o> {
                 password_hash: r.get("EF__PASSWORD_HASH"),
                 single_session: r.get("EF__SINGLE_SESSION"),
                 redis_fail_open: r.get("EF__AUTH_REDIS_FAIL_OPEN"),
+                login_captcha: r.get("EF__LOGIN_CAPTCHA"),
             },
             db: DbConfig {
                 host: r.get("EF__DB_HOST"),
