@@ -199,13 +199,13 @@ pub static KEYS: &[Key] = &[
         "EF__TLS_CERT",
         "tls",
         Unset,
-        "Certificate chain (PEM), e.g. /etc/letsencrypt/live/<domain>/fullchain.pem. Unset: a self-signed one is generated.",
+        "Certificate chain (PEM). Let's Encrypt: /etc/euraflow/tls/fullchain.pem, copied from /etc/letsencrypt/live/<domain>/ (which the service cannot read) by the certbot deploy hook /etc/letsencrypt/renewal-hooks/deploy/euraflow, which also reloads the server. Unset: a self-signed one is generated.",
     ),
     key(
         "EF__TLS_KEY",
         "tls",
         Unset,
-        "Private key (PEM) of EF__TLS_CERT, e.g. /etc/letsencrypt/live/<domain>/privkey.pem.",
+        "Private key (PEM) of EF__TLS_CERT. Let's Encrypt: /etc/euraflow/tls/privkey.pem (0640 root:euraflow, kept up to date by the same hook).",
     ),
     // --- web ----------------------------------------------------------------------------------
     key(

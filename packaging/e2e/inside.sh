@@ -1,0 +1,490 @@
+#!/bin/bash
+# The checks of the euraflow end-to-end test, run INSIDE the booted container (by
+# packaging/e2e/run, through nsenter) as root, against the container's own systemd.
+#
+#   inside.sh install DEB   apt install, units, socket activation, TLS, journal, credentials,
+#                           certificate reload under load, restart under load, upgrade, nginx sites
+#   inside.sh purge DEB     apt purge: nothing left behind, the database kept
+#
+# One "ok N - ..." or "not ok N - ..." line per check, "# ..." for figures and diagnostics, and
+# "# phase end" when the phase ran to its end.
+# SC2016: awk programs and dpkg-query formats are single-quoted on purpose.
+# SC1091: /etc/os-release is the container's, read at run time.
+# shellcheck disable=SC2016,SC1091
+set -uo pipefail # no -e: a failing check is counted and the next one runs
+
+PHASE=${1:?usage: inside.sh install|purge DEB}
+DEB=${2:?usage: inside.sh install|purge DEB}
+export DEBIAN_FRONTEND=noninteractive SYSTEMD_PAGER='' SYSTEMD_COLORS=0 LC_ALL=C.UTF-8
+HOST=$(hostname)
+TLS_DIR=/etc/euraflow/tls
+ENV_FILE=/etc/euraflow/euraflow.env
+SECRET=/etc/euraflow/credentials/secret_key
+SELFSIGNED=/var/lib/euraflow/tls/selfsigned.crt
+SCRATCH=$(mktemp -d)
+trap 'rm -rf "$SCRATCH"' EXIT
+
+n=0 pass=0 fail=0
+ok() {
+	n=$((n + 1)) pass=$((pass + 1))
+	echo "ok $n - $*"
+}
+not_ok() {
+	n=$((n + 1)) fail=$((fail + 1))
+	echo "not ok $n - $*"
+}
+diag() { printf '#   %s\n' "$@"; }
+check() { # check DESCRIPTION command...: passes when the command exits 0
+	local d=$1 out
+	shift
+	if out=$("$@" 2>&1); then ok "$d"; else
+		not_ok "$d"
+		diag "$(head -n 20 <<<"$out")"
+	fi
+}
+is() { # is DESCRIPTION EXPECTED command...: passes when the output equals EXPECTED
+	local d=$1 want=$2 got
+	shift 2
+	got=$("$@" 2>&1)
+	if [ "$got" = "$want" ]; then ok "$d"; else not_ok "$d (expected '$want', got '$(head -c 300 <<<"$got")')"; fi
+}
+has() { # has DESCRIPTION NEEDLE command...: passes when the output contains NEEDLE
+	local d=$1 needle=$2 got
+	shift 2
+	got=$("$@" 2>&1)
+	if grep -qF -- "$needle" <<<"$got"; then ok "$d"; else
+		not_ok "$d (no '$needle' in the output)"
+		diag "$(head -n 20 <<<"$got")"
+	fi
+}
+hasi() { # hasi DESCRIPTION NEEDLE command...: like has, ignoring case (HTTP header names)
+	local d=$1 needle=$2 got
+	shift 2
+	got=$("$@" 2>&1)
+	if grep -qiF -- "$needle" <<<"$got"; then ok "$d"; else
+		not_ok "$d (no '$needle' in the output)"
+		diag "$(head -n 20 <<<"$got")"
+	fi
+}
+absent() { # absent DESCRIPTION PATH...: passes when none of the paths exists
+	local d=$1 p found=()
+	shift
+	for p in "$@"; do [ -e "$p" ] || [ -L "$p" ] && found+=("$p"); done
+	if [ "${#found[@]}" = 0 ]; then ok "$d"; else not_ok "$d (still there: ${found[*]})"; fi
+}
+section() { echo "# ---- $*"; }
+mode_of() { stat -c '%a %U:%G' "$1" 2>&1; }
+main_pid() { systemctl show -p MainPID --value euraflow.service; }
+https() { # https PATH [curl args]: through the name in the certificate, verified against $CA
+	local path=$1
+	shift
+	curl -sS --max-time 10 --resolve "$HOST:443:127.0.0.1" "$@" "https://$HOST$path"
+}
+status_code() { curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$@" 2>&1; }
+
+# A request loop in the background: one new connection (and TLS handshake) per request, until
+# $SCRATCH/stop-<name> exists, bounded in count and time. Writes "<curl exit> <http code>" lines.
+loop_start() { # loop_start NAME URL [curl args]
+	local name=$1 url=$2
+	shift 2
+	rm -f "$SCRATCH/stop-$name" "$SCRATCH/loop-$name"
+	(
+		i=0
+		end=$((SECONDS + 60))
+		while [ ! -e "$SCRATCH/stop-$name" ] && [ "$i" -lt 5000 ] && [ "$SECONDS" -lt "$end" ]; do
+			code=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "$@" "$url")
+			echo "$? $code" >>"$SCRATCH/loop-$name"
+			i=$((i + 1))
+		done
+	) &
+	echo $! >"$SCRATCH/pid-$name"
+}
+loop_stop() { # loop_stop NAME: stop and print "<requests> <failed> <refused>"
+	local name=$1
+	touch "$SCRATCH/stop-$name"
+	wait "$(cat "$SCRATCH/pid-$name")" 2>/dev/null
+	# what the failures were: "<curl exit> <http code>" and how often (curl 7: refused, 52: empty
+	# reply, 56: connection reset, 35: TLS handshake failed, 28: timeout)
+	awk '$1 != 0 || $2 != 200 { k[$1 " " $2]++ } END { for (x in k) printf "#   %s failures: %d x curl exit/HTTP code %s\n", name, k[x], x }' \
+		name="$name" "$SCRATCH/loop-$name" >&2
+	# curl exit 7: could not connect (connection refused)
+	awk '{ n++; if ($1 != 0 || $2 != 200) f++; if ($1 == 7) r++ } END { printf "%d %d %d\n", n, f + 0, r + 0 }' \
+		"$SCRATCH/loop-$name"
+}
+wait_requests() { # wait_requests NAME N: until the loop has made N requests (at most 20 s)
+	local i
+	for i in $(seq 1 200); do
+		[ -e "$SCRATCH/loop-$1" ] && [ "$(wc -l <"$SCRATCH/loop-$1")" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+new_pair() { # new_pair DIR: a self-signed certificate for $HOST, localhost and 127.0.0.1
+	mkdir -p "$1"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 90 \
+		-subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST,DNS:localhost,IP:127.0.0.1" \
+		-keyout "$1/privkey.pem" -out "$1/fullchain.pem" >/dev/null 2>&1
+}
+fingerprint() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
+served_fingerprint() {
+	openssl s_client -connect 127.0.0.1:443 -servername "$HOST" </dev/null 2>/dev/null |
+		openssl x509 -noout -fingerprint -sha256 | cut -d= -f2
+}
+
+echo "# $(systemctl --version | head -n 1); $(. /etc/os-release && echo "$PRETTY_NAME"); host name $HOST"
+is "PID 1 is systemd" systemd cat /proc/1/comm
+
+# ==================================================================================== install
+phase_install() {
+	section "the machine before the install"
+	has "system is running" running systemctl is-system-running
+	is "postgresql is active" active systemctl is-active postgresql.service
+	is "redis-server is active" active systemctl is-active redis-server.service
+
+	section "apt install ./$(basename "$DEB")"
+	local out
+	out=$(cd "$(dirname "$DEB")" && apt-get install -y "./$(basename "$DEB")" 2>&1)
+	local rc=$?
+	echo "$out" >"$SCRATCH/install.log"
+	if [ "$rc" = 0 ]; then ok "apt-get install ./$(basename "$DEB")"; else
+		not_ok "apt-get install ./$(basename "$DEB") (exit $rc)"
+		diag "$(tail -n 30 <<<"$out")"
+	fi
+	sed -n 's/^\(euraflow: .*\)/#   \1/p' <<<"$out"
+	is "package installed" "install ok installed" dpkg-query -W -f='${Status}' euraflow
+	has "postinst printed the next steps" "euraflow: ready." cat "$SCRATCH/install.log"
+	has "postinst created the PostgreSQL role" "created role euraflow" cat "$SCRATCH/install.log"
+	has "postinst created the PostgreSQL database" "created database euraflow" cat "$SCRATCH/install.log"
+
+	section "user, files and secret"
+	is "system user euraflow, no login shell" /usr/sbin/nologin bash -c "getent passwd euraflow | cut -d: -f7"
+	local uid
+	uid=$(id -u euraflow 2>/dev/null || echo 99999)
+	if [ "$uid" -lt 1000 ]; then ok "euraflow is a system uid ($uid)"; else not_ok "euraflow is a system uid ($uid)"; fi
+	is "env file 0640 root:euraflow" "640 root:euraflow" mode_of "$ENV_FILE"
+	check "env file documents every key: equals 'euraflow config template'" \
+		cmp "$ENV_FILE" <(euraflow config template)
+	is "credentials dir 0750 root:euraflow" "750 root:euraflow" mode_of /etc/euraflow/credentials
+	is "secret key 0640 root:euraflow" "640 root:euraflow" mode_of "$SECRET"
+	local len
+	len=$(tr -d '\n' <"$SECRET" | wc -c)
+	if [ "$len" -ge 64 ]; then ok "secret key has $len characters (>= 64)"; else not_ok "secret key has $len characters"; fi
+	if grep -qF -- "$(cat "$SECRET")" "$SCRATCH/install.log"; then not_ok "the secret is not printed by the install"; else
+		ok "the secret is not printed by the install"
+	fi
+	sha256sum "$SECRET" >"$SCRATCH/secret.sha"
+	is "state dir 0751 euraflow:euraflow" "751 euraflow:euraflow" mode_of /var/lib/euraflow
+	is "web root 0755 root:root" "755 root:root" mode_of /var/lib/euraflow/web
+	is "downloads 0755 root:root" "755 root:root" mode_of /var/lib/euraflow/downloads
+	is "certbot deploy hook installed" "755 root:root" mode_of /etc/letsencrypt/renewal-hooks/deploy/euraflow
+
+	section "PostgreSQL role and database (peer authentication)"
+	is "role euraflow can log in" t bash -c "cd / && runuser -u postgres -- psql -XAtc \"select rolcanlogin from pg_roles where rolname = 'euraflow'\""
+	is "database euraflow owned by euraflow, UTF8" "euraflow UTF8" bash -c "cd / && runuser -u postgres -- psql -XAtF' ' -c \"select pg_get_userbyid(datdba), pg_encoding_to_char(encoding) from pg_database where datname = 'euraflow'\""
+	is "the euraflow user connects by peer authentication" euraflow bash -c "cd / && runuser -u euraflow -- psql -XAt -d euraflow -c 'select current_user'"
+
+	section "units"
+	local units=(euraflow.socket euraflow-http.socket euraflow.service euraflow-worker.service
+		euraflow-backup.service euraflow-backup.timer)
+	check "systemd-analyze verify: clean" bash -c "out=\$(cd /lib/systemd/system && systemd-analyze verify ${units[*]} 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
+	local unit exposure
+	for unit in euraflow.service euraflow-worker.service euraflow-backup.service; do
+		exposure=$(systemd-analyze security --no-pager "$unit" 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+		if [ -n "$exposure" ] && awk -v e="$exposure" 'BEGIN { exit !(e <= 1.5) }'; then
+			ok "systemd-analyze security $unit (booted systemd 252): exposure $exposure <= 1.5"
+		else
+			not_ok "systemd-analyze security $unit: exposure '$exposure' (limit 1.5)"
+		fi
+	done
+	is "euraflow.socket enabled" enabled systemctl is-enabled euraflow.socket
+	is "euraflow-http.socket enabled" enabled systemctl is-enabled euraflow-http.socket
+	is "euraflow.socket active" active systemctl is-active euraflow.socket
+	is "euraflow-http.socket active" active systemctl is-active euraflow-http.socket
+	is "euraflow.service not started before the first request" inactive systemctl is-active euraflow.service
+	# The worker and the backup timer are switched on by the postinst once the binary has the
+	# command; both ways are checked, so this keeps passing when `worker` and `backup` land.
+	if euraflow worker --help >/dev/null 2>&1; then
+		is "euraflow-worker.service enabled (binary has 'worker')" enabled systemctl is-enabled euraflow-worker.service
+		is "euraflow-worker.service active" active systemctl is-active euraflow-worker.service
+	else
+		has "postinst: worker stays off, this binary has no 'worker'" "no 'euraflow worker' command yet" cat "$SCRATCH/install.log"
+		is "euraflow-worker.service not enabled" disabled systemctl is-enabled euraflow-worker.service
+		is "euraflow-worker.service not started" inactive systemctl is-active euraflow-worker.service
+	fi
+	if euraflow backup --help >/dev/null 2>&1; then
+		is "euraflow-backup.timer enabled (binary has 'backup')" enabled systemctl is-enabled euraflow-backup.timer
+		is "euraflow-backup.timer active" active systemctl is-active euraflow-backup.timer
+	else
+		is "euraflow-backup.timer not enabled (no 'backup' yet)" disabled systemctl is-enabled euraflow-backup.timer
+	fi
+	has "PID 1 holds port 443" 'pid=1,' ss -Hltnp 'sport = :443'
+	has "PID 1 holds 127.0.0.1:8000" 'pid=1,' ss -Hltnp 'src 127.0.0.1 and sport = :8000'
+
+	section "socket activation: the first request starts the server"
+	is "first HTTPS request: GET /healthz 200 (it activates the service)" 200 status_code -k https://localhost/healthz
+	is "euraflow.service active after the first request" active systemctl is-active euraflow.service
+	check "the server generated its self-signed certificate" test -s "$SELFSIGNED"
+	is "HTTPS verified with the generated certificate, by host name" 200 \
+		status_code --cacert "$SELFSIGNED" --resolve "$HOST:443:127.0.0.1" "https://$HOST/healthz"
+	is "HTTPS verified with the generated certificate, at 127.0.0.1" 200 \
+		status_code --cacert "$SELFSIGNED" https://127.0.0.1/healthz
+	is "plain HTTP GET http://127.0.0.1:8000/healthz 200" 200 status_code http://127.0.0.1:8000/healthz
+	has "HTTP/2 over TLS (ALPN)" "HTTP/2 200" https /healthz --cacert "$SELFSIGNED" --http2 -sI
+	has "systemctl status: active (running)" "Active: active (running)" systemctl status --no-pager --lines=0 euraflow.service
+	has "systemctl status: a Status: line" 'Status: "serving' systemctl status --no-pager --lines=0 euraflow.service
+	has "StatusText=serving ... (READY=1 + STATUS= from the server)" "StatusText=serving https" systemctl show -p StatusText euraflow.service
+	local pid
+	pid=$(main_pid)
+	is "server runs as euraflow" euraflow ps -o user= -p "$pid"
+	is "server has no capability (CapEff 0)" 0000000000000000 awk '/^CapEff:/ { print $2 }' "/proc/$pid/status"
+	is "server has no capability (CapBnd 0)" 0000000000000000 awk '/^CapBnd:/ { print $2 }' "/proc/$pid/status"
+	is "NoNewPrivs set" 1 awk '/^NoNewPrivs:/ { print $2 }' "/proc/$pid/status"
+	is "seccomp filter on" 2 awk '/^Seccomp:/ { print $2 }' "/proc/$pid/status"
+	diag "open-files limit of the server: $(awk '/Max open files/ { print $4 " soft, " $5 " hard" }' "/proc/$pid/limits")"
+	is "watchdog armed (WatchdogUSec)" 30s systemctl show -p WatchdogUSec --value euraflow.service
+
+	section "journal"
+	has "journalctl -u euraflow -p info: startup line" "listening" journalctl -u euraflow -p info --no-pager -o cat
+	local json=$SCRATCH/journal.json
+	journalctl -u euraflow -o json --no-pager >"$json"
+	is "'listening' is PRIORITY=6 (info), SYSLOG_IDENTIFIER=euraflow" "6 euraflow" \
+		jq -r 'select(.MESSAGE == "listening") | "\(.PRIORITY) \(.SYSLOG_IDENTIFIER)"' "$json"
+	is "self-signed certificate warning is PRIORITY=4 (warning)" 4 \
+		bash -c "jq -r 'select((.MESSAGE // \"\" | tostring) | startswith(\"serving a self-signed certificate\")) | .PRIORITY' '$json' | sort -u"
+	is "access log events carry REQUEST_ID, HTTP_STATUS=200, LATENCY_MS" yes \
+		bash -c "jq -r 'select(.HTTP_STATUS == \"200\" and .REQUEST_ID != null and .LATENCY_MS != null and .SYSLOG_IDENTIFIER == \"euraflow\") | \"yes\"' '$json' | sort -u"
+	has "journalctl can filter the access log: HTTP_STATUS=200" "/healthz" journalctl -u euraflow HTTP_STATUS=200 --no-pager -o cat
+	if grep -qF -- "$(cat "$SECRET")" "$json"; then not_ok "the secret is not in the journal"; else ok "the secret is not in the journal"; fi
+	has "ExecStartPre 'euraflow config check' ran and passed" "configuration OK" journalctl -u euraflow --no-pager -o cat
+
+	section "optional credentials (generator): db_password"
+	install -m 0640 -o root -g euraflow /dev/null /etc/euraflow/credentials/db_password
+	echo "e2e-not-a-real-password" >/etc/euraflow/credentials/db_password
+	systemctl daemon-reload
+	has "db_password present: the generator adds LoadCredential=db_password" \
+		"LoadCredential=db_password:/etc/euraflow/credentials/db_password" systemctl cat euraflow.service
+	check "restart with the credential" systemctl restart euraflow.service
+	check "the server received it (/run/credentials/euraflow.service/db_password)" \
+		test -s /run/credentials/euraflow.service/db_password
+	rm -f /etc/euraflow/credentials/db_password
+	systemctl daemon-reload
+	if systemctl cat euraflow.service | grep -q '^LoadCredential=db_password'; then
+		not_ok "db_password removed: LoadCredential= gone"
+	else ok "db_password removed: LoadCredential= gone"; fi
+	check "restart without it: the unit does not fail" systemctl restart euraflow.service
+	is "still serving" 200 status_code http://127.0.0.1:8000/healthz
+
+	section "Let's Encrypt deploy hook + reload with a new certificate under load"
+	local live=/etc/letsencrypt/live/$HOST
+	new_pair "$SCRATCH/a"
+	new_pair "$SCRATCH/b"
+	new_pair "$SCRATCH/other"
+	mkdir -p "$live" /etc/letsencrypt/live/other.example
+	cp "$SCRATCH/a/"*.pem "$live/"
+	cp "$SCRATCH/other/"*.pem /etc/letsencrypt/live/other.example/
+	check "deploy hook (as certbot runs it) installs the pair" \
+		env RENEWED_LINEAGE="$live" RENEWED_DOMAINS="$HOST" /etc/letsencrypt/renewal-hooks/deploy/euraflow
+	is "hook: key 0640 root:euraflow" "640 root:euraflow" mode_of "$TLS_DIR/privkey.pem"
+	is "hook: chain 0640 root:euraflow" "640 root:euraflow" mode_of "$TLS_DIR/fullchain.pem"
+	is "hook: tls dir 0750 root:euraflow" "750 root:euraflow" mode_of "$TLS_DIR"
+	env RENEWED_LINEAGE=/etc/letsencrypt/live/other.example RENEWED_DOMAINS=other.example \
+		/etc/letsencrypt/renewal-hooks/deploy/euraflow 2>/dev/null
+	is "hook leaves another domain's renewal alone" "$(fingerprint "$SCRATCH/a/fullchain.pem")" fingerprint "$TLS_DIR/fullchain.pem"
+	printf '\n# e2e: Let'"'"'s Encrypt pair copied by the certbot deploy hook\nEF__TLS_CERT=%s\nEF__TLS_KEY=%s\n' \
+		"$TLS_DIR/fullchain.pem" "$TLS_DIR/privkey.pem" >>"$ENV_FILE"
+	check "euraflow config check accepts the pair (as the service user)" \
+		runuser -u euraflow -- env CREDENTIALS_DIRECTORY=/etc/euraflow/credentials euraflow config check
+	check "systemctl restart euraflow (to take EF__TLS_CERT/KEY)" systemctl restart euraflow.service
+	is "certificate A served" 200 status_code --cacert "$SCRATCH/a/fullchain.pem" --resolve "$HOST:443:127.0.0.1" "https://$HOST/healthz"
+	pid=$(main_pid)
+	loop_start reload "https://$HOST/healthz" -k --resolve "$HOST:443:127.0.0.1"
+	wait_requests reload 20 || diag "the request loop is slow"
+	cp "$SCRATCH/b/"*.pem "$live/"
+	local t0=$EPOCHREALTIME
+	check "deploy hook with renewed certificate B: copies and runs systemctl reload" \
+		env RENEWED_LINEAGE="$live" RENEWED_DOMAINS="$HOST" /etc/letsencrypt/renewal-hooks/deploy/euraflow
+	local reload_ms
+	reload_ms=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+	local before
+	before=$(wc -l <"$SCRATCH/loop-reload")
+	wait_requests reload $((before + 20)) || diag "the request loop is slow"
+	read -r total failed refused <<<"$(loop_stop reload)"
+	diag "reload under load: $total HTTPS requests (new TLS handshake each), $failed failed, $refused refused; hook + reload took ${reload_ms} ms"
+	if [ "$total" -ge 40 ] && [ "$failed" = 0 ]; then
+		ok "zero failed requests across the reload ($total requests)"
+	else not_ok "zero failed requests across the reload ($total requests, $failed failed)"; fi
+	is "new certificate B is served" "$(fingerprint "$SCRATCH/b/fullchain.pem")" served_fingerprint
+	is "B verifies" 200 status_code --cacert "$SCRATCH/b/fullchain.pem" --resolve "$HOST:443:127.0.0.1" "https://$HOST/healthz"
+	is "reload, not restart: same MainPID" "$pid" main_pid
+	has "journal: reloaded certificate (info)" "reloaded certificate" journalctl -u euraflow -p info --no-pager -o cat
+
+	section "a bad pair is refused on reload, the old one stays"
+	cp "$SCRATCH/a/privkey.pem" "$TLS_DIR/privkey.pem" # key of A with the chain of B: mismatch
+	check "systemctl reload euraflow" systemctl reload euraflow.service
+	is "still serving certificate B" "$(fingerprint "$SCRATCH/b/fullchain.pem")" served_fingerprint
+	is "journal: the refusal is an error (PRIORITY=3)" 3 bash -c "journalctl -u euraflow -o json --no-pager | jq -r 'select((.MESSAGE // \"\" | tostring) | contains(\"refused\")) | .PRIORITY' | sort -u"
+	cp "$SCRATCH/b/privkey.pem" "$TLS_DIR/privkey.pem"
+	check "systemctl reload with the matching key again" systemctl reload euraflow.service
+
+	section "restart under load: the sockets stay, nothing is refused"
+	pid=$(main_pid)
+	loop_start r-https "https://$HOST/healthz" -k --resolve "$HOST:443:127.0.0.1"
+	loop_start r-http "http://127.0.0.1:8000/healthz"
+	wait_requests r-https 20 || diag "the request loop is slow"
+	# This test restarts far more often than an operator would (StartLimitBurst=10 a minute, and
+	# the checks above already restarted 4 times): start the count afresh.
+	systemctl reset-failed euraflow.service
+	local restart_ms=() i
+	for i in 1 2 3 4 5; do
+		t0=$EPOCHREALTIME
+		check "systemctl restart euraflow ($i of 5)" systemctl restart euraflow.service
+		restart_ms+=("$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", (b - a) * 1000 }')")
+		before=$(wc -l <"$SCRATCH/loop-r-https")
+		wait_requests r-https $((before + 15)) || diag "the request loop is slow"
+	done
+	local th fh rh tp fp rp
+	read -r th fh rh <<<"$(loop_stop r-https)"
+	read -r tp fp rp <<<"$(loop_stop r-http)"
+	diag "restart under load: 5 restarts took ${restart_ms[*]} ms; https: $th requests, $fh failed, $rh refused; http: $tp requests, $fp failed, $rp refused"
+	if [ "$rh" = 0 ] && [ "$rp" = 0 ] && [ "$th" -ge 40 ] && [ "$tp" -ge 10 ]; then
+		ok "zero refused connections across the restart ($((th + tp)) requests)"
+	else not_ok "zero refused connections across the restart (https $rh, http $rp refused)"; fi
+	# Not a check yet, a measured figure: requests that reached the old process while it drains
+	# can fail on HTTPS (curl 55/18: the connection is closed before or while the request is
+	# answered). That is the server's shutdown path (src/http/server.rs), not the packaging; turn
+	# this into a check (zero failed) once it is fixed.
+	if [ "$fh" = 0 ] && [ "$fp" = 0 ]; then
+		diag "failed requests across the restarts: none"
+	else
+		diag "KNOWN ISSUE (server drain, not packaging): failed requests across the restarts: https $fh of $th, http $fp of $tp"
+	fi
+	if [ "$(main_pid)" != "$pid" ] && [ "$(main_pid)" != 0 ]; then ok "new MainPID after the restart"; else not_ok "new MainPID after the restart"; fi
+	is "no restarts by systemd (NRestarts=0)" 0 systemctl show -p NRestarts --value euraflow.service
+
+	section "upgrade (reinstall): configuration, secret and data kept, server restarted"
+	pid=$(main_pid)
+	echo "e2e data" >/var/lib/euraflow/web/e2e.txt
+	out=$(cd "$(dirname "$DEB")" && apt-get install -y --reinstall -o Dpkg::Options::=--force-confold "./$(basename "$DEB")" 2>&1)
+	rc=$?
+	if [ "$rc" = 0 ]; then ok "apt-get install --reinstall (upgrade path)"; else
+		not_ok "apt-get install --reinstall (exit $rc)"
+		diag "$(tail -n 20 <<<"$out")"
+	fi
+	has "upgrade message" "upgraded from" echo "$out"
+	has "database setup is idempotent" "role euraflow exists" echo "$out"
+	check "secret key unchanged" sha256sum -c --quiet "$SCRATCH/secret.sha"
+	has "edited env file kept" "EF__TLS_CERT=$TLS_DIR/fullchain.pem" cat "$ENV_FILE"
+	is "env file still 0640 root:euraflow" "640 root:euraflow" mode_of "$ENV_FILE"
+	check "data kept" grep -q "e2e data" /var/lib/euraflow/web/e2e.txt
+	if [ "$(main_pid)" != "$pid" ] && [ "$(main_pid)" != 0 ]; then ok "running server restarted by the upgrade"; else not_ok "running server restarted by the upgrade"; fi
+	is "serving after the upgrade (certificate B)" 200 status_code --cacert "$SCRATCH/b/fullchain.pem" --resolve "$HOST:443:127.0.0.1" "https://$HOST/healthz"
+	is "web file served" "e2e data" curl -sS --max-time 10 http://127.0.0.1:8000/e2e.txt
+
+	section "nginx's remaining role (packaging/nginx)"
+	nginx_checks
+
+	section "checks that need the database layer, the worker and login"
+	checks_after_database_layer
+
+	echo "# ---- systemctl status (for the log)"
+	systemctl status --no-pager --lines=5 euraflow.socket euraflow-http.socket euraflow.service 2>&1 | sed 's/^/#   /'
+}
+
+nginx_checks() {
+	cp /e2e/nginx/euraflow-http-redirect.conf /etc/nginx/sites-enabled/euraflow
+	cp /e2e/nginx/euraflow-cdn-origin.conf /etc/nginx/sites-enabled/euraflow-cdn
+	mkdir -p /var/www/letsencrypt/.well-known/acme-challenge /var/lib/euraflow/web/assets
+	echo "token-e2e" >/var/www/letsencrypt/.well-known/acme-challenge/tok123
+	echo "console.log(1)" >/var/lib/euraflow/web/assets/app-0123abcdEF.js
+	echo "<svg/>" >/var/lib/euraflow/web/assets/logo.svg
+	echo "zip" >/var/lib/euraflow/downloads/ext.zip
+	echo "hidden" >/var/lib/euraflow/downloads/.hidden
+	check "nginx -t with both sites" nginx -t
+	if ! nginx 2>"$SCRATCH/nginx.err"; then
+		not_ok "nginx starts with both sites"
+		diag "$(cat "$SCRATCH/nginx.err")"
+		return
+	fi
+	ok "nginx starts with both sites"
+	local h=(--max-time 10 -sS -o /dev/null)
+	is "port 80 redirects to https, same host and path" "301 https://$HOST/x?y=1" \
+		curl "${h[@]}" -w '%{http_code} %{redirect_url}' -H "Host: $HOST" "http://127.0.0.1/x?y=1"
+	is "ACME challenge served from the webroot" token-e2e \
+		curl --max-time 10 -sS -H "Host: $HOST" http://127.0.0.1/.well-known/acme-challenge/tok123
+	local cdn=(-H "Host: static-origin.example.com")
+	hasi "CDN origin: hashed asset, immutable, CORS" "cache-control: public, max-age=31536000, immutable" \
+		curl --max-time 10 -sS -D - -o /dev/null "${cdn[@]}" http://127.0.0.1/assets/app-0123abcdEF.js
+	hasi "CDN origin: hashed asset has Access-Control-Allow-Origin" "access-control-allow-origin: *" \
+		curl --max-time 10 -sS -D - -o /dev/null "${cdn[@]}" http://127.0.0.1/assets/app-0123abcdEF.js
+	is "CDN origin: other assets 1 day" "public, max-age=86400" bash -c "curl --max-time 10 -sS -D - -o /dev/null -H 'Host: static-origin.example.com' http://127.0.0.1/assets/logo.svg | sed -n 's/^[Cc]ache-[Cc]ontrol: //p' | tr -d '\r'"
+	hasi "CDN origin: /downloads from the server's folder, 1 h" "cache-control: public, max-age=3600" \
+		curl --max-time 10 -sS -D - -o /dev/null "${cdn[@]}" http://127.0.0.1/downloads/ext.zip
+	is "CDN origin: CORS preflight 204" 204 curl "${h[@]}" -w '%{http_code}' -X OPTIONS "${cdn[@]}" http://127.0.0.1/assets/app-0123abcdEF.js
+	is "CDN origin: POST refused" 403 curl "${h[@]}" -w '%{http_code}' -X POST "${cdn[@]}" http://127.0.0.1/downloads/ext.zip
+	is "CDN origin: dotfile in downloads is 404" 404 curl "${h[@]}" -w '%{http_code}' "${cdn[@]}" http://127.0.0.1/downloads/.hidden
+	is "CDN origin: missing asset is 404" 404 curl "${h[@]}" -w '%{http_code}' "${cdn[@]}" http://127.0.0.1/assets/missing-0123abcdEF.js
+	is "CDN origin: the app itself is not served here" 404 curl "${h[@]}" -w '%{http_code}' "${cdn[@]}" http://127.0.0.1/
+	nginx -s quit 2>/dev/null
+	rm -f /etc/nginx/sites-enabled/euraflow /etc/nginx/sites-enabled/euraflow-cdn
+}
+
+# Checks that need the database layer, the worker and the users; they are added here as those
+# land (issue 6, item 7):
+#   - euraflow-worker.service enabled and active (postinst gate on `euraflow worker --help`)
+#   - GET /api/ef/v1/health: 200 with database, Redis and worker ok
+#   - login with the initial admin password (path printed by the postinst, 0600)
+#   - `euraflow check` passes except the checks that need a real domain
+#   - euraflow-backup.timer enabled, `systemctl start euraflow-backup` writes a dump
+checks_after_database_layer() {
+	local c
+	for c in worker migrate user check backup; do
+		if euraflow "$c" --help >/dev/null 2>&1; then
+			echo "# pending: 'euraflow $c' exists now: add its end-to-end checks here"
+		else
+			echo "# pending: 'euraflow $c' is not in this binary yet"
+		fi
+	done
+}
+
+# ====================================================================================== purge
+phase_purge() {
+	section "apt purge"
+	local out rc
+	out=$(apt-get purge -y euraflow 2>&1)
+	rc=$?
+	if [ "$rc" = 0 ]; then ok "apt-get purge -y euraflow"; else
+		not_ok "apt-get purge -y euraflow (exit $rc)"
+		diag "$(tail -n 20 <<<"$out")"
+	fi
+	sed -n 's/^\(euraflow: .*\)/#   \1/p' <<<"$out"
+	has "purge says the database was kept" "were NOT dropped" echo "$out"
+	if dpkg-query -W -f='${Status}' euraflow 2>/dev/null | grep -q installed; then not_ok "package gone"; else ok "package gone"; fi
+	absent "configuration and state removed" /etc/euraflow /var/lib/euraflow
+	absent "unit files removed" /lib/systemd/system/euraflow.socket /lib/systemd/system/euraflow-http.socket \
+		/lib/systemd/system/euraflow.service /lib/systemd/system/euraflow-worker.service \
+		/lib/systemd/system/euraflow-backup.service /lib/systemd/system/euraflow-backup.timer \
+		/lib/systemd/system-generators/euraflow-credentials-generator
+	absent "binary, sysusers, tmpfiles, hook removed" /usr/bin/euraflow /usr/lib/sysusers.d/euraflow.conf \
+		/usr/lib/tmpfiles.d/euraflow.conf /etc/letsencrypt/renewal-hooks/deploy/euraflow /usr/share/doc/euraflow
+	is "no enable/mask links left in /etc/systemd/system" "" find /etc/systemd/system -name 'euraflow*'
+	# (a folder that does not exist holds nothing: find's complaint about it is dropped)
+	is "no generated drop-ins left" "" bash -c "find /run/systemd/generator /run/systemd/generator.early /run/systemd/generator.late -name 'euraflow*' 2>/dev/null"
+	is "no deb-systemd-helper state left" "" bash -c "find /var/lib/systemd/deb-systemd-helper-enabled /var/lib/systemd/deb-systemd-helper-masked -name 'euraflow*' 2>/dev/null"
+	is "systemd knows no euraflow unit file" "" systemctl list-unit-files --no-legend 'euraflow*'
+	is "nothing listens on 443 or 8000" "" ss -Hltn '( sport = :443 or sport = :8000 )'
+	is "no process of user euraflow" "" pgrep -u euraflow
+	is "database euraflow kept" 1 bash -c "cd / && runuser -u postgres -- psql -XAtc \"select count(*) from pg_database where datname = 'euraflow'\""
+	is "no failed units" "" systemctl list-units --failed --plain --no-legend
+}
+
+case $PHASE in
+install) phase_install ;;
+purge) phase_purge ;;
+*)
+	echo "unknown phase $PHASE" >&2
+	exit 2
+	;;
+esac
+echo "# phase end: $pass passed, $fail failed"
+[ "$fail" = 0 ]
