@@ -361,3 +361,35 @@ async fn request_headers_are_bounded() {
     assert_eq!(status_of(&resp), 431, "{resp}");
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_accepted_before_the_stop_still_gets_its_first_request_answered() {
+    let srv = TestServer::start(&[]).await;
+    let addr = srv.http;
+    // Connected (and accepted) but silent when the stop begins, like a client whose request is
+    // still on the wire during `systemctl restart`.
+    let mut s = TcpStream::connect(addr).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(srv.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (resp, took) = tokio::task::spawn_blocking(move || {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let t = Instant::now();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        (String::from_utf8_lossy(&out).into_owned(), t.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    // It was the last request on that connection (closed right after), and new connections are
+    // refused.
+    assert!(
+        took < Duration::from_secs(5),
+        "the connection stayed open: {took:?}"
+    );
+    stopping.await.unwrap();
+    assert!(TcpStream::connect(addr).is_err());
+}

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,11 +17,11 @@ use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -70,14 +71,22 @@ const H1_MAX_HEADERS: usize = 100;
 /// Pause after an accept error such as "too many open files", instead of spinning.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Shared by both listeners: the route table, the limits, and the graceful-shutdown tracker.
+/// A connection that was accepted before the stop but has not sent a request yet gets this long
+/// to send one: its client already chose this server, and closing it now would fail a request
+/// that is on its way (seen as resets across `systemctl restart`).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
+
+/// Shared by both listeners: the route table, the limits, and the open connections.
 pub struct HttpServer {
     router: Router,
     state: AppState,
     builder: auto::Builder<TokioExecutor>,
     connection_slots: Arc<Semaphore>,
     handshake_timeout: Duration,
-    graceful: std::sync::Mutex<Option<GracefulShutdown>>,
+    /// Every connection's task, so the drain can wait for them.
+    connections: tokio_util::task::TaskTracker,
+    /// Cancelled when the drain begins: connections finish their current request and close.
+    draining: CancellationToken,
     /// Cancelled when the drain bound has passed: connections still open are closed.
     force_close: CancellationToken,
 }
@@ -104,7 +113,8 @@ impl HttpServer {
             builder,
             connection_slots: Arc::new(Semaphore::new(cfg.max_connections)),
             handshake_timeout: cfg.tls_handshake_timeout,
-            graceful: std::sync::Mutex::new(Some(GracefulShutdown::new())),
+            connections: tokio_util::task::TaskTracker::new(),
+            draining: CancellationToken::new(),
             force_close: CancellationToken::new(),
         })
     }
@@ -150,46 +160,35 @@ impl HttpServer {
             };
             let _ = stream.set_nodelay(true);
             let info = ConnInfo { peer, local, kind };
-            let watcher = match self.graceful.lock() {
-                Ok(g) => g.as_ref().map(|g| g.watcher()),
-                Err(_) => None,
-            };
-            let Some(watcher) = watcher else {
-                // Draining has begun: no new connections.
-                break;
-            };
             let server = self.clone();
             let tls = tls.clone();
-            tokio::spawn(async move {
+            self.connections.spawn(async move {
                 let _slot = permit;
                 let _open = server.state.stats().open_connection();
-                server.serve_connection(stream, info, tls, watcher).await;
+                server.serve_connection(stream, info, tls).await;
             });
         }
         tracing::debug!(listener = kind.as_str(), "accept loop stopped");
     }
 
-    async fn serve_connection(
-        &self,
-        stream: TcpStream,
-        info: ConnInfo,
-        tls: Option<TlsAcceptor>,
-        watcher: hyper_util::server::graceful::Watcher,
-    ) {
+    async fn serve_connection(&self, stream: TcpStream, info: ConnInfo, tls: Option<TlsAcceptor>) {
         let router = self.router.clone();
+        let requests_seen = Arc::new(AtomicBool::new(false));
+        let seen = requests_seen.clone();
         let service =
             TowerToHyperService::new(router.map_request(move |mut req: Request<Incoming>| {
+                seen.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(info);
                 req
             }));
-        let result = match tls {
+        let io = match tls {
             Some(acceptor) => {
                 let handshake = tokio::select! {
                     r = tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)) => r,
                     _ = self.force_close.cancelled() => return,
                 };
-                let tls_stream = match handshake {
-                    Ok(Ok(s)) => s,
+                match handshake {
+                    Ok(Ok(s)) => Either::Left(s),
                     Ok(Err(e)) => {
                         self.state.stats().count_tls_failure();
                         tracing::debug!(peer = %info.peer, error = %e, "TLS handshake failed");
@@ -200,55 +199,82 @@ impl HttpServer {
                         tracing::debug!(peer = %info.peer, "TLS handshake timed out");
                         return;
                     }
-                };
-                let conn = self
-                    .builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
-                    .into_owned();
-                tokio::select! {
-                    r = watcher.watch(conn) => r,
-                    _ = self.force_close.cancelled() => return,
                 }
             }
+            None => Either::Right(stream),
+        };
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+
+        // Serve until the connection ends or the drain begins.
+        let result = tokio::select! {
+            r = conn.as_mut() => Some(r),
+            _ = self.draining.cancelled() => None,
+            _ = self.force_close.cancelled() => return,
+        };
+        let result = match result {
+            Some(r) => r,
             None => {
-                let conn = self
-                    .builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
+                // Draining: the request in progress completes (HTTP/1 then closes, HTTP/2 sends
+                // GOAWAY). A connection that has not sent its first request yet gets
+                // FIRST_REQUEST_GRACE to do so before it is shut down.
+                if !requests_seen.load(Ordering::Relaxed) {
+                    let deadline = tokio::time::Instant::now() + FIRST_REQUEST_GRACE;
+                    while !requests_seen.load(Ordering::Relaxed)
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        tokio::select! {
+                            r = conn.as_mut() => {
+                                log_end(&info, r);
+                                return;
+                            }
+                            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                            _ = self.force_close.cancelled() => return,
+                        }
+                    }
+                }
+                conn.as_mut().graceful_shutdown();
                 tokio::select! {
-                    r = watcher.watch(conn) => r,
-                    _ = self.force_close.cancelled() => return,
+                    r = conn.as_mut() => r,
+                    _ = self.force_close.cancelled() => {
+                        tracing::debug!(peer = %info.peer, "connection closed at the drain deadline");
+                        return;
+                    }
                 }
             }
         };
-        if let Err(e) = result {
-            tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
-        }
+        log_end(&info, result);
     }
 
     /// Stop taking connections, let open ones finish their in-flight requests (HTTP/1 closes after
     /// the current response, HTTP/2 sends GOAWAY), and close whatever is left after `bound`.
     /// Returns the number of connections that had to be closed.
     pub async fn drain(&self, bound: Duration) -> usize {
-        let graceful = match self.graceful.lock() {
-            Ok(mut g) => g.take(),
-            Err(_) => None,
-        };
-        let Some(graceful) = graceful else {
-            return 0;
-        };
-        let open = graceful.count();
-        let outcome = tokio::time::timeout(bound, graceful.shutdown()).await;
-        let left = match outcome {
+        self.connections.close();
+        let open = self.state.stats().open_connections();
+        self.draining.cancel();
+        let left = match tokio::time::timeout(bound, self.connections.wait()).await {
             Ok(()) => 0,
             Err(_) => self.state.stats().open_connections() as usize,
         };
         self.force_close.cancel();
+        if left > 0 {
+            // Give the cut connections' tasks a moment to notice and drop their sockets.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.connections.wait()).await;
+        }
         tracing::info!(
             connections = open,
             closed_at_deadline = left,
             "connections drained"
         );
         left
+    }
+}
+
+fn log_end(info: &ConnInfo, result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(e) = result {
+        tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
     }
 }
