@@ -206,7 +206,7 @@ async fn migrate(config: &config::Config, status: bool, create_database: bool) -
     match crate::startup::bootstrap_admin(config).await {
         Ok(Some(path)) => {
             println!(
-                "created the first admin user 'admin'; its password is in {} (readable by root only)",
+                "created the first admin user 'admin'; its password is in {} (mode 0600; read it, log in, change the password, delete the file)",
                 path.display()
             );
             ExitCode::SUCCESS

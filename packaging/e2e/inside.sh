@@ -350,14 +350,12 @@ phase_install() {
 	if [ "$rh" = 0 ] && [ "$rp" = 0 ] && [ "$th" -ge 40 ] && [ "$tp" -ge 10 ]; then
 		ok "zero refused connections across the restart ($((th + tp)) requests)"
 	else not_ok "zero refused connections across the restart (https $rh, http $rp refused)"; fi
-	# Not a check yet, a measured figure: requests that reached the old process while it drains
-	# can fail on HTTPS (curl 55/18: the connection is closed before or while the request is
-	# answered). That is the server's shutdown path (src/http/server.rs), not the packaging; turn
-	# this into a check (zero failed) once it is fixed.
+	# Requests that reach the old process while it drains are answered (a connection accepted
+	# before the stop gets its first request served), so none may fail.
 	if [ "$fh" = 0 ] && [ "$fp" = 0 ]; then
-		diag "failed requests across the restarts: none"
+		ok "zero failed requests across the restarts"
 	else
-		diag "KNOWN ISSUE (server drain, not packaging): failed requests across the restarts: https $fh of $th, http $fp of $tp"
+		not_ok "zero failed requests across the restarts (https $fh of $th, http $fp of $tp failed)"
 	fi
 	if [ "$(main_pid)" != "$pid" ] && [ "$(main_pid)" != 0 ]; then ok "new MainPID after the restart"; else not_ok "new MainPID after the restart"; fi
 	is "no restarts by systemd (NRestarts=0)" 0 systemctl show -p NRestarts --value euraflow.service
@@ -384,7 +382,7 @@ phase_install() {
 	section "nginx's remaining role (packaging/nginx)"
 	nginx_checks
 
-	section "checks that need the database layer, the worker and login"
+	section "database, first admin, login, health, euraflow check and status"
 	checks_after_database_layer
 
 	echo "# ---- systemctl status (for the log)"
@@ -437,14 +435,77 @@ nginx_checks() {
 #   - `euraflow check` passes except the checks that need a real domain
 #   - euraflow-backup.timer enabled, `systemctl start euraflow-backup` writes a dump
 checks_after_database_layer() {
-	local c
-	for c in worker migrate user check backup; do
-		if euraflow "$c" --help >/dev/null 2>&1; then
-			echo "# pending: 'euraflow $c' exists now: add its end-to-end checks here"
-		else
-			echo "# pending: 'euraflow $c' is not in this binary yet"
-		fi
+	local pwfile=/var/lib/euraflow/initial-admin-password
+	has "postinst applied the migrations" "applied  0001_service_heartbeats.sql" cat "$SCRATCH/install.log"
+	has "postinst created the first admin and printed where its password is" "$pwfile" cat "$SCRATCH/install.log"
+	is "the initial admin password file is 0600 euraflow:euraflow" "600 euraflow:euraflow" mode_of "$pwfile"
+	local pw
+	pw=$(cat "$pwfile" 2>/dev/null)
+	if [ -n "$pw" ] && ! grep -qF -- "$pw" "$SCRATCH/install.log"; then ok "the initial admin password is not printed"; else
+		not_ok "the initial admin password is not printed"
+	fi
+
+	local health
+	health=$(curl -sS -k --max-time 10 https://127.0.0.1/api/ef/v1/health)
+	is "health over HTTPS: healthy" healthy jq -r .data.status <<<"$health"
+	is "health: database ok" ok jq -r .data.checks.database.status <<<"$health"
+	is "health: redis ok" ok jq -r .data.checks.redis.status <<<"$health"
+	is "health: migrations ok" ok jq -r .data.checks.migrations.status <<<"$health"
+	if euraflow worker --help >/dev/null 2>&1; then
+		local w="" i
+		for i in $(seq 1 30); do
+			w=$(curl -sS -k --max-time 10 https://127.0.0.1/api/ef/v1/health | jq -r .data.checks.worker.status)
+			[ "$w" = ok ] && break
+			sleep 1
+		done
+		is "health: worker ok (heartbeat from euraflow-worker)" ok echo "$w"
+	fi
+	has "health details on the loopback listener: pool numbers" '"max":100' \
+		curl -sS --max-time 10 'http://127.0.0.1:8000/api/ef/v1/health?details=1'
+
+	local login token
+	login=$(curl -sS -k --max-time 20 https://127.0.0.1/api/ef/v1/auth/login -H 'content-type: application/json' \
+		-d "$(jq -nc --arg p "$pw" '{username: "admin", password: $p}')")
+	token=$(jq -r '.access_token // empty' <<<"$login")
+	if [ -n "$token" ]; then ok "login with the initial admin password"; else
+		not_ok "login with the initial admin password"
+		diag "$login"
+	fi
+	is "GET /auth/me as admin" admin bash -c "curl -sS -k --max-time 10 -H 'Authorization: Bearer $token' https://127.0.0.1/api/ef/v1/auth/me | jq -r .username"
+	is "the old default admin123 does not work" 401 status_code -k https://127.0.0.1/api/ef/v1/auth/login \
+		-H 'content-type: application/json' -d '{"username":"admin","password":"admin123"}'
+
+	# max_connections was raised by the postinst; PostgreSQL applies it at its restart.
+	has "postinst raised max_connections for the guide" "max_connections raised" cat "$SCRATCH/install.log"
+	check "systemctl restart postgresql (to apply max_connections)" systemctl restart postgresql
+	if euraflow backup --help >/dev/null 2>&1; then
+		check "a backup now: systemctl start euraflow-backup" systemctl start euraflow-backup.service
+	fi
+	local report failed
+	report=$(cd / && runuser -u euraflow -- euraflow check --json 2>&1)
+	# What cannot pass in a test container: a certificate for a real domain (ours is made up),
+	# and parts of this release that are not built yet.
+	local allowed="tls_certificate tls_expiry tls_hostname"
+	euraflow worker --help >/dev/null 2>&1 || allowed="$allowed worker"
+	euraflow backup --help >/dev/null 2>&1 || allowed="$allowed backups"
+	failed=$(jq -r '.checks[] | select(.outcome == "fail") | .id' <<<"$report" 2>/dev/null | tr '\n' ' ')
+	local unexpected="" f
+	for f in $failed; do
+		case " $allowed " in *" $f "*) ;; *) unexpected="$unexpected $f" ;; esac
 	done
+	if jq -e .checks >/dev/null 2>&1 <<<"$report" && [ -z "$unexpected" ]; then
+		ok "euraflow check passes except what needs a real domain (failed: ${failed:-none})"
+	else
+		not_ok "euraflow check passes except what needs a real domain (unexpected failures:${unexpected:- unreadable report})"
+		diag "$report"
+	fi
+	is "euraflow check: pg_max_connections" pass jq -r '.checks[] | select(.id == "pg_max_connections") | .outcome' <<<"$report"
+	is "euraflow check: migrations" pass jq -r '.checks[] | select(.id == "migrations") | .outcome' <<<"$report"
+	is "euraflow check: secret_key from the packaged credentials" pass jq -r '.checks[] | select(.id == "secret_key") | .outcome' <<<"$report"
+	local status_json
+	status_json=$(cd / && runuser -u euraflow -- euraflow status --json 2>&1)
+	is "euraflow status --json: healthy" healthy jq -r .health.status <<<"$status_json"
+	has "euraflow status --json: PostgreSQL connection counts" '"max_connections": 200' echo "$status_json"
 }
 
 # ====================================================================================== purge

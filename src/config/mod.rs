@@ -27,6 +27,8 @@ use keys::{DefaultValue as KeyDefault, Key};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/euraflow/euraflow.env";
 pub const DEV_CONFIG_FILE: &str = "euraflow.env";
+/// Where the package keeps the secrets it generates (`LoadCredential=` reads them from here).
+pub const PACKAGED_CREDENTIALS: &str = "/etc/euraflow/credentials";
 /// The shortest secret accepted in production (the guide: "64位以上随机字符串").
 pub const MIN_SECRET_LEN: usize = 64;
 /// Secret files (credentials, `<KEY>_FILE`) larger than this are refused.
@@ -646,15 +648,21 @@ impl<'o> Loader<'o> {
         }
     }
 
+    /// systemd passes secrets in `$CREDENTIALS_DIRECTORY`. A command an operator runs by hand
+    /// (`euraflow migrate`, `check`, `user ...`) has no such variable: in production it reads the
+    /// packaged credentials directory instead, so the same secrets apply without copying them.
     fn apply_credentials(&mut self) {
-        let Some(dir) = self
+        let dir = match self
             .opts
             .env_var("CREDENTIALS_DIRECTORY")
             .filter(|d| !d.is_empty())
-        else {
-            return;
+        {
+            Some(d) => PathBuf::from(d),
+            None if !self.opts.dev && Path::new(PACKAGED_CREDENTIALS).is_dir() => {
+                PathBuf::from(PACKAGED_CREDENTIALS)
+            }
+            None => return,
         };
-        let dir = PathBuf::from(dir);
         for key in keys::KEYS.iter().filter(|k| k.secret) {
             let Some(name) = key.credential else { continue };
             let path = dir.join(name);
@@ -899,6 +907,16 @@ impl<'o> Loader<'o> {
             },
             state_dir,
         };
+        let mut config = config;
+        if !r.is_set("EF__DB_PORT")
+            && let Some((port, note)) = local_postgresql_port(&config.db.host, config.db.port)
+        {
+            config.db.port = port;
+            diagnostics.push(Diagnostic {
+                severity: Severity::Notice,
+                message: note,
+            });
+        }
         validate(&config, &mut r, &mut diagnostics);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -909,6 +927,40 @@ impl<'o> Loader<'o> {
             diagnostics,
             config_file,
         })
+    }
+}
+
+/// A local PostgreSQL reached through its socket directory announces its port in the socket's
+/// name (`.s.PGSQL.<port>`). When the port was not configured and nothing listens on the default
+/// one but exactly one other cluster does (Debian numbers a second cluster 5433), use that one:
+/// the package created the database there.
+fn local_postgresql_port(host: &str, port: u16) -> Option<(u16, String)> {
+    if !host.starts_with('/') {
+        return None;
+    }
+    let dir = Path::new(host);
+    if dir.join(format!(".s.PGSQL.{port}")).exists() {
+        return None;
+    }
+    let ports: Vec<u16> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix(".s.PGSQL.")?
+                .parse::<u16>()
+                .ok()
+        })
+        .collect();
+    match ports.as_slice() {
+        [only] => Some((
+            *only,
+            format!(
+                "no PostgreSQL socket for port {port} in {host}; using the local cluster on port {only} (set EF__DB_PORT to choose)"
+            ),
+        )),
+        _ => None,
     }
 }
 

@@ -449,3 +449,44 @@ fn template_documents_every_key_and_parses_back_to_defaults() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(entries.len(), keys::KEYS.len());
 }
+
+#[test]
+fn a_lone_local_postgresql_on_another_port_is_found_by_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sockets = dir.path().join("pg");
+    std::fs::create_dir(&sockets).unwrap();
+    std::fs::write(sockets.join(".s.PGSQL.5433"), "").unwrap();
+    std::fs::write(sockets.join(".s.PGSQL.5433.lock"), "").unwrap();
+    let host = sockets.to_str().unwrap();
+    let loaded = load(&opts(
+        dir.path(),
+        &[("EF__SECRET_KEY", GOOD_SECRET), ("EF__DB_HOST", host)],
+    ))
+    .unwrap();
+    assert_eq!(loaded.config.db.port, 5433);
+    assert!(
+        loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.message.contains("port 5433"))
+    );
+    // An explicit port is never second-guessed.
+    let loaded = load(&opts(
+        dir.path(),
+        &[
+            ("EF__SECRET_KEY", GOOD_SECRET),
+            ("EF__DB_HOST", host),
+            ("EF__DB_PORT", "5432"),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(loaded.config.db.port, 5432);
+    // Two clusters: ambiguous, the default stays.
+    std::fs::write(sockets.join(".s.PGSQL.5434"), "").unwrap();
+    let loaded = load(&opts(
+        dir.path(),
+        &[("EF__SECRET_KEY", GOOD_SECRET), ("EF__DB_HOST", host)],
+    ))
+    .unwrap();
+    assert_eq!(loaded.config.db.port, 5432);
+}

@@ -358,8 +358,22 @@ pub fn describe_connect_error(e: &tokio_postgres::Error, config: &DbConfig) -> S
             "; the database does not exist: run `euraflow migrate --create-database` or `createdb -O {} {}`",
             config.user, config.name
         ),
+        Some("28000") | Some("28P01") if is_unix_socket(&config.host) => {
+            let me = crate::config::current_username();
+            if me != config.user {
+                format!(
+                    "; peer authentication lets the operating-system user {me} in only as role {me}: run the command as the service user (sudo -u {} euraflow ...) or set EF__DB_USER",
+                    config.user
+                )
+            } else {
+                format!(
+                    "; authentication failed for role {}: does the role exist (createuser {})?",
+                    config.user, config.user
+                )
+            }
+        }
         Some("28000") | Some("28P01") => format!(
-            "; authentication failed for role {}: check EF__DB_USER / EF__DB_PASSWORD (peer authentication needs the unix socket and a role named like the service user)",
+            "; authentication failed for role {}: check EF__DB_USER and EF__DB_PASSWORD",
             config.user
         ),
         _ => String::new(),
