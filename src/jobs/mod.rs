@@ -18,7 +18,7 @@
 pub mod admin;
 pub mod core_jobs;
 pub mod cron;
-
+pub mod metrics;
 pub mod queue;
 pub mod registry;
 pub mod scheduler;
