@@ -230,7 +230,7 @@ pub async fn update_service(
                     SET service_type = $2, schedule_config = $3, is_enabled = $4,
                         config_json = coalesce($5, config_json),
                         last_scheduled_at = CASE WHEN $6 THEN NULL ELSE last_scheduled_at END,
-                        next_run_at = CASE WHEN $4 THEN $7 ELSE NULL END,
+                        next_run_at = CASE WHEN $4 THEN $7::timestamptz ELSE NULL END,
                         updated_at = now()
                   WHERE id = $1
               RETURNING {SERVICE_COLUMNS}"

@@ -98,9 +98,10 @@ impl Scheduler {
                     "INSERT INTO sync_services (service_key, service_name, service_description,
                                                 celery_task_name, plugin_name, source, service_type,
                                                 schedule_config, is_enabled, config_json)
-                     SELECT $1, $1, $2, $1, $3, 'code', 'cron', $4, true, '{}'::jsonb
+                     SELECT $1::text, $1::text, $2::text, $1::text, $3::text, 'code', 'cron', $4::text,
+                            true, '{}'::jsonb
                       WHERE NOT EXISTS (SELECT 1 FROM sync_services
-                                         WHERE service_key = $1 OR celery_task_name = $1)
+                                         WHERE service_key = $1::text OR celery_task_name = $1::text)
                      ON CONFLICT (service_key) DO NOTHING",
                     &[&spec.name, &spec.description, &plugin, &schedule],
                 )
