@@ -1,10 +1,10 @@
 //! The worker: takes jobs from the queues and runs them, each in its own task, under the global
 //! concurrency and the per-queue caps.
 //!
-//! - Slots are filled round-robin over the queues, one job per queue per round, so when a slot
-//!   frees up every queue with waiting jobs gets its turn: a flood in one queue delays another
-//!   queue's job by at most one job's run time, and not at all when the flooded queue is capped
-//!   below `EF__WORKER_CONCURRENCY`.
+//! - A free slot goes to the queue with runnable jobs that has the fewest jobs running (ties in
+//!   turn), one job per queue per round: a flood in one queue delays another queue's job by at
+//!   most one job's run time (until the next slot frees), and not at all when the flooded queue
+//!   is capped below `EF__WORKER_CONCURRENCY`.
 //! - Idle workers wake on `NOTIFY ef_jobs` (sent by the database when a job becomes runnable, on
 //!   commit) and otherwise look every `EF__WORKER_POLL_INTERVAL` (retry delays, missed wake-ups).
 //! - While a job runs its lease is renewed every third of `EF__JOB_LEASE_TIMEOUT`. A worker that
@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -153,11 +152,11 @@ impl Worker {
     /// Run until `stop`, then drain (see the module header). Returns once every job has ended or
     /// was released.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let wake = Arc::new(Notify::new());
+        let (notes_tx, mut notes) = tokio::sync::mpsc::channel::<Option<Queue>>(1024);
         let listener_stop = CancellationToken::new();
         let listener = tokio::spawn(listen(
             self.env.config.db.clone(),
-            wake.clone(),
+            notes_tx,
             listener_stop.clone(),
         ));
         let release = CancellationToken::new();
@@ -167,8 +166,15 @@ impl Worker {
             per_queue: HashMap::new(),
             by_task: HashMap::new(),
         };
+        // Queues found without runnable jobs; probed again after a wake-up for them or at the
+        // next poll tick (retry delays end without a wake-up).
+        let mut empty = [false; Queue::ALL.len()];
         let mut rr = 0usize;
+        let mut notes_closed = false;
         let mut backoff: Option<Duration> = None;
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut poll = tokio::time::interval(self.opts.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reap_every = (self.opts.lease / 4).max(Duration::from_millis(500));
         let mut last_reap: Option<Instant> = None;
         tracing::info!(
@@ -185,24 +191,42 @@ impl Worker {
                 last_reap = Some(Instant::now());
                 self.expire_leases().await;
             }
-            match self.fill(&mut tasks, &mut slots, &mut rr, &release).await {
-                Ok(()) => backoff = None,
-                Err(e) => {
-                    let next = backoff
-                        .map(|d| (d * 2).min(Duration::from_secs(30)))
-                        .unwrap_or(Duration::from_secs(1));
-                    tracing::warn!(error = %e, retry_in_s = next.as_secs_f64(), "cannot take jobs from the queue");
-                    backoff = Some(next);
+            if retry_at.is_none_or(|t| tokio::time::Instant::now() >= t) {
+                retry_at = None;
+                match self
+                    .fill(&mut tasks, &mut slots, &mut empty, &mut rr, &release)
+                    .await
+                {
+                    Ok(()) => backoff = None,
+                    Err(e) => {
+                        let next = backoff
+                            .map(|d| (d * 2).min(Duration::from_secs(30)))
+                            .unwrap_or(Duration::from_secs(1));
+                        tracing::warn!(error = %e, retry_in_s = next.as_secs_f64(), "cannot take jobs from the queue");
+                        backoff = Some(next);
+                        retry_at = Some(tokio::time::Instant::now() + next);
+                    }
                 }
             }
             self.running.store(tasks.len(), Ordering::Relaxed);
-            let pause = backoff.unwrap_or(self.opts.poll_interval);
+            let retry_sleep = tokio::time::sleep_until(
+                retry_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
+            );
             tokio::select! {
-                _ = wake.notified(), if backoff.is_none() => {}
+                n = notes.recv(), if !notes_closed => match n {
+                    Some(q) => {
+                        mark(&mut empty, q);
+                        while let Ok(q) = notes.try_recv() {
+                            mark(&mut empty, q);
+                        }
+                    }
+                    None => notes_closed = true,
+                },
                 Some(r) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     slots.give_back(task_id(&r));
                 }
-                _ = tokio::time::sleep(pause) => {}
+                _ = poll.tick() => empty = [false; Queue::ALL.len()],
+                _ = retry_sleep, if retry_at.is_some() => {}
                 _ = stop.cancelled() => break,
             }
             while let Some(r) = tasks.try_join_next_with_id() {
@@ -274,36 +298,59 @@ impl Worker {
         }
     }
 
-    /// Fill free slots, one job per queue per round, until the slots are full or no queue has a
-    /// runnable job.
+    /// Fill free slots: in rounds over the queues that may have runnable jobs, one job per queue
+    /// per round (several at once when only one queue has work), until the slots are full or no
+    /// queue has a runnable job.
     async fn fill(
         self: &Arc<Self>,
         tasks: &mut JoinSet<()>,
         slots: &mut Slots,
+        empty: &mut [bool; Queue::ALL.len()],
         rr: &mut usize,
         release: &CancellationToken,
     ) -> Result<(), QueueError> {
-        if tasks.len() >= self.opts.concurrency {
-            return Ok(());
-        }
-        let client = self.env.db.get().await?;
         let n = Queue::ALL.len();
-        let mut empty = [false; Queue::ALL.len()];
+        let mut client = None;
         loop {
+            let free = self.opts.concurrency.saturating_sub(tasks.len());
+            if free == 0 {
+                return Ok(());
+            }
+            // The queue with the fewest running jobs goes first (ties in turn), so a free slot
+            // goes to a queue that is waiting rather than to the one flooding.
+            let mut eligible: Vec<usize> = (0..n)
+                .map(|k| (*rr + k) % n)
+                .filter(|&i| {
+                    !empty[i] && slots.running(Queue::ALL[i]) < self.opts.limit(Queue::ALL[i])
+                })
+                .collect();
+            eligible.sort_by_key(|&i| slots.running(Queue::ALL[i]));
+            if eligible.is_empty() {
+                return Ok(());
+            }
+            let per_queue = if eligible.len() == 1 { free } else { 1 };
+            let client = match &client {
+                Some(c) => c,
+                None => client.insert(self.env.db.get().await?),
+            };
             let mut claimed_any = false;
-            for k in 0..n {
-                let i = (*rr + k) % n;
+            for i in eligible {
                 let q = Queue::ALL[i];
-                if empty[i] || tasks.len() >= self.opts.concurrency {
+                let free = self.opts.concurrency.saturating_sub(tasks.len());
+                let room = self
+                    .opts
+                    .limit(q)
+                    .saturating_sub(slots.running(q))
+                    .min(free)
+                    .min(per_queue);
+                if room == 0 {
                     continue;
                 }
-                if slots.running(q) >= self.opts.limit(q) {
-                    continue;
-                }
-                let jobs = queue::claim(&client, q, 1, &self.instance_id, self.opts.lease).await?;
-                if jobs.is_empty() {
+                let jobs = queue::claim(client, q, room as i64, &self.instance_id, self.opts.lease)
+                    .await?;
+                if jobs.len() < room {
+                    // Drained for now.
                     empty[i] = true;
-                    continue;
                 }
                 for job in jobs {
                     claimed_any = true;
@@ -313,7 +360,7 @@ impl Worker {
                 }
             }
             *rr = (*rr + 1) % n;
-            if !claimed_any || tasks.len() >= self.opts.concurrency {
+            if !claimed_any {
                 return Ok(());
             }
         }
@@ -693,8 +740,21 @@ fn panic_text(e: tokio::task::JoinError) -> String {
     }
 }
 
-/// Forward `NOTIFY ef_jobs` to `wake`, reconnecting with backoff; polling covers the gaps.
-async fn listen(db: crate::config::DbConfig, wake: Arc<Notify>, stop: CancellationToken) {
+/// A wake-up for `queue` (or for every queue) clears its "empty" mark.
+fn mark(empty: &mut [bool; Queue::ALL.len()], queue: Option<Queue>) {
+    match queue.and_then(|q| Queue::ALL.iter().position(|x| *x == q)) {
+        Some(i) => empty[i] = false,
+        None => *empty = [false; Queue::ALL.len()],
+    }
+}
+
+/// Forward `NOTIFY ef_jobs` (payload: the queue) to the worker loop, reconnecting with backoff;
+/// polling covers the gaps. A full channel drops wake-ups: the poll tick catches up.
+async fn listen(
+    db: crate::config::DbConfig,
+    notes: tokio::sync::mpsc::Sender<Option<Queue>>,
+    stop: CancellationToken,
+) {
     let mut wait = Duration::from_secs(1);
     loop {
         match crate::db::connect_listener(&db).await {
@@ -702,11 +762,13 @@ async fn listen(db: crate::config::DbConfig, wake: Arc<Notify>, stop: Cancellati
                 Ok(()) => {
                     wait = Duration::from_secs(1);
                     // Jobs enqueued while we were not listening.
-                    wake.notify_one();
+                    let _ = notes.try_send(None);
                     loop {
                         tokio::select! {
                             n = rx.recv() => match n {
-                                Some(_) => wake.notify_one(),
+                                Some(n) => {
+                                    let _ = notes.try_send(Queue::parse(n.payload()));
+                                }
                                 None => break,
                             },
                             _ = stop.cancelled() => return,
