@@ -619,3 +619,78 @@ async fn the_job_env_health_check_works_before_any_worker() {
     assert_eq!(report.database.status, euraflow::health::CheckStatus::Ok);
     assert_eq!(Queue::parse("ef_low"), Some(Queue::Low));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_metrics_report_every_workers_jobs_from_postgresql() {
+    let db = TestDb::migrated().await;
+    let h = Harness::new(&db, &[("EF__WORKER_POLL_INTERVAL", "50ms")]);
+    let client = h.client().await;
+    let k = key();
+    let ok = queue::enqueue(&**client, &NewJob::of(&Noop {}).unwrap())
+        .await
+        .unwrap()
+        .id();
+    let fails = queue::enqueue(
+        &**client,
+        &NewJob::of(&FailTimes {
+            key: k.clone(),
+            times: 10,
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap()
+    .id();
+    let w = h.start(test_registry(), h.options());
+    h.wait_state(ok, "succeeded", Duration::from_secs(5)).await;
+    h.wait_state(fails, "dead", Duration::from_secs(10)).await;
+    w.stop().await;
+    queue::enqueue_many(
+        &**client,
+        &(0..7)
+            .map(|_| NewJob::of(&Noop {}).unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO sync_services (service_key, celery_task_name, schedule_config, next_run_at)
+             VALUES ('late', 'test.noop', '* * * * *', now() - interval '90 seconds')",
+        )
+        .await
+        .unwrap();
+
+    let srv = common::TestServer::start(&common::as_refs(&db.env())).await;
+    let text = reqwest::get(srv.http_url("/api/ef/v1/system/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+    };
+    assert_eq!(value("ef_job_queue_depth{queue=\"default\"}"), 7.0);
+    assert_eq!(value("ef_job_queue_depth{queue=\"ef_core\"}"), 0.0);
+    assert!(value("ef_job_oldest_queued_seconds{queue=\"default\"}") >= 0.0);
+    assert_eq!(value("ef_job_failures_total{job=\"test.fail_times\"}"), 3.0);
+    assert_eq!(value("ef_job_succeeded_total{job=\"test.noop\"}"), 1.0);
+    assert_eq!(value("ef_job_dead_total"), 1.0);
+    assert_eq!(
+        value("ef_job_duration_seconds_count{job=\"test.noop\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("ef_job_duration_seconds_bucket{job=\"test.noop\",le=\"+Inf\"}"),
+        1.0
+    );
+    let lag = value("ef_scheduler_lag_seconds");
+    assert!((89.0..200.0).contains(&lag), "{lag}");
+    assert!(text.contains("# TYPE ef_job_duration_seconds histogram"));
+    srv.stop().await;
+}
