@@ -7,7 +7,9 @@
 //! 3. the same latency while a backlog of no-op jobs is being worked off.
 //!
 //! It prints figures and asserts nothing. Options: `--jobs N` (20000), `--rate R` jobs/s (200),
-//! `--seconds S` (10), `--concurrency C` (12).
+//! `--seconds S` (10), `--concurrency C` (12), and `--async-commit`, a diagnostic that sets
+//! `synchronous_commit = off` on the benchmark database to show how much of the cost is waiting
+//! for the WAL to reach the disk (the worker never does this itself).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,6 +120,7 @@ fn main() {
     let rate = arg("--rate", 200);
     let seconds = arg("--seconds", 10);
     let concurrency = arg("--concurrency", 12) as usize;
+    let async_commit = std::env::args().any(|a| a == "--async-commit");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,6 +132,17 @@ fn main() {
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
             .expect("create the benchmark database");
+        if async_commit {
+            // Diagnostic only: how much of the cost is waiting for WAL flushes. The worker itself
+            // always commits synchronously (a lost claim could let two workers run one job).
+            admin()
+                .await
+                .batch_execute(&format!(
+                    "ALTER DATABASE \"{name}\" SET synchronous_commit = off"
+                ))
+                .await
+                .expect("set synchronous_commit for the benchmark database");
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let opts = LoadOptions {
             dev: true,
@@ -163,7 +177,10 @@ fn main() {
             (tokio::spawn(w.run(stop.clone())), stop)
         };
 
-        println!("euraflow job benchmark: {concurrency} worker slots, PostgreSQL at /var/run/postgresql, database {name}");
+        println!(
+            "euraflow job benchmark: {concurrency} worker slots, PostgreSQL at /var/run/postgresql, database {name}{}",
+            if async_commit { ", synchronous_commit=off (diagnostic)" } else { "" }
+        );
         // 1. Throughput.
         {
             let c = db.get().await.expect("connection");
