@@ -694,3 +694,44 @@ async fn the_servers_metrics_report_every_workers_jobs_from_postgresql() {
     assert!(text.contains("# TYPE ef_job_duration_seconds histogram"));
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_cap_limits_that_queue_and_leaves_the_other_slots_free() {
+    let db = TestDb::migrated().await;
+    let h = Harness::new(
+        &db,
+        &[
+            ("EF__WORKER_CONCURRENCY", "6"),
+            ("EF__WORKER_QUEUES", "default=2"),
+            ("EF__WORKER_POLL_INTERVAL", "50ms"),
+        ],
+    );
+    let k = key();
+    let client = h.client().await;
+    let ids = queue::enqueue_many(
+        &**client,
+        &(0..8)
+            .map(|_| {
+                NewJob::of(&Sleep {
+                    ms: 300,
+                    key: k.clone(),
+                })
+                .unwrap()
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let w = h.start(test_registry(), h.options());
+    assert_eq!(w.worker.options().limit(Queue::Default), 2);
+    for id in ids {
+        h.wait_state(id, "succeeded", Duration::from_secs(15)).await;
+    }
+    assert_eq!(
+        count(&format!("{k}:max")),
+        2,
+        "never more than the cap at once"
+    );
+    assert_eq!(count(&format!("{k}:runs")), 8);
+    w.stop().await;
+}

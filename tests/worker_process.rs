@@ -324,12 +324,14 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
         dir.path(),
         &[
             ("NOTIFY_SOCKET", &socket),
+            ("WATCHDOG_USEC", "1000000"),
             ("EF__WORKER_POLL_INTERVAL", "200ms"),
         ],
     );
     let mut w = Proc::spawn(Path::new(BIN), &["worker"], dir.path(), &as_refs(&env));
     let ready = notify.wait_for("READY=1", Duration::from_secs(10));
     assert!(ready.contains("STATUS=worker: 12 slots"), "{ready}");
+    notify.wait_for("WATCHDOG=1", Duration::from_secs(5));
 
     // The heartbeat feeds health, and the built-in schedules are seeded.
     let deadline = Instant::now() + Duration::from_secs(10);
