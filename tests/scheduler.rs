@@ -427,3 +427,56 @@ async fn built_in_schedules_are_seeded_once_and_operator_edits_are_kept() {
                 && h.default_schedule.as_deref() == Some("*/5 * * * *"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_schedule_that_cannot_enqueue_does_not_hold_up_the_others() {
+    let db = TestDb::migrated().await;
+    let h = Harness::new(&db, &[]);
+    // As an imported row could be: a payload larger than a job accepts.
+    let big = serde_json::json!({ "blob": "x".repeat(300 * 1024) });
+    add_service(&h, "too-big", "test.noop", "*/5 * * * *", big).await;
+    add_service(
+        &h,
+        "fine",
+        "test.noop",
+        "*/5 * * * *",
+        serde_json::json!({}),
+    )
+    .await;
+    add_service(
+        &h,
+        "bad-cron",
+        "test.noop",
+        "61 * * * *",
+        serde_json::json!({}),
+    )
+    .await;
+    add_service(
+        &h,
+        "unknown-type",
+        "ef.ozon.orders.pull",
+        "*/5 * * * *",
+        serde_json::json!({}),
+    )
+    .await;
+    let clock = ManualClock::at(t("2030-01-01T00:00:30Z"));
+    let s = Scheduler::new(h.db.clone(), Arc::new(test_registry()), clock.clone());
+    s.tick(clock.now()).await.unwrap();
+    clock.set(t("2030-01-01T00:05:01Z"));
+    let runs = s.tick(clock.now()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].service_key, "fine");
+    assert!(jobs_of(&h, "too-big").await.is_empty());
+    // The skipped tick is not retried every pass.
+    let next: Option<DateTime<Utc>> = h
+        .client()
+        .await
+        .query_one(
+            "SELECT next_run_at FROM sync_services WHERE service_key = 'too-big'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, Some(t("2030-01-01T00:10:00Z")));
+}

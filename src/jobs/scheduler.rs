@@ -175,7 +175,26 @@ impl Scheduler {
                 let job = NewJob::from_spec(spec, payload)
                     .unique_key(format!("schedule:{service_key}:{}", due.to_rfc3339()))
                     .service_key(service_key.clone());
-                let enq = queue::enqueue(&*tx, &job).await?;
+                let enq = match queue::enqueue(&*tx, &job).await {
+                    Ok(enq) => enq,
+                    Err(QueueError::Invalid(why)) => {
+                        // One bad row (e.g. an imported config_json too large for a payload)
+                        // must not hold up every other schedule: skip this tick, say why.
+                        self.warn_once(
+                            format!("invalid:{service_key}"),
+                            &format!("schedule {service_key} could not enqueue its job and the tick {due} is skipped: {why}"),
+                        );
+                        last = due;
+                        let next = timing.next_after(last);
+                        tx.execute(
+                            "UPDATE sync_services SET last_scheduled_at = $2, next_run_at = $3 WHERE id = $1",
+                            &[&id, &last, &next],
+                        )
+                        .await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let lag = (now - due).num_milliseconds() as f64 / 1000.0;
                 if lag > 60.0 {
                     tracing::warn!(service_key = %service_key, tick = %due, lag_s = lag, "a schedule was missed (downtime?); it runs once now for its latest tick");
