@@ -59,6 +59,19 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::ops::users::UserCommand,
     },
+    /// Run background jobs and the scheduler (the euraflow-worker unit)
+    Worker,
+    /// Back up the database with pg_dump (custom format) into EF__BACKUP_DIR
+    Backup,
+    /// Restore a backup made by `euraflow backup` into the configured database
+    Restore {
+        /// The .dump file
+        file: PathBuf,
+        /// Restore into a database that already has tables (objects in the backup are dropped
+        /// and recreated)
+        #[arg(long)]
+        force: bool,
+    },
     /// Health, database and Redis connections of this installation; non-zero when unhealthy
     Status {
         /// Machine-readable output
@@ -112,6 +125,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User { command } => with_runtime(cli.dev, cli.config, |loaded| async move {
             crate::ops::users::run(&loaded.config, command).await
         }),
+        Command::Worker => worker(cli.dev, cli.config),
+        Command::Backup => with_runtime(cli.dev, cli.config, |loaded| async move {
+            backup(&loaded.config).await
+        }),
+        Command::Restore { file, force } => {
+            with_runtime(cli.dev, cli.config, |loaded| async move {
+                restore(&loaded.config, &file, force).await
+            })
+        }
         Command::Status { json } => with_runtime(cli.dev, cli.config, |loaded| async move {
             crate::ops::status::run(&loaded.config, json).await
         }),
@@ -215,6 +237,100 @@ async fn migrate(config: &config::Config, status: bool, create_database: bool) -
         Err(e) => {
             eprintln!("error: {e:#}");
             exit::code(exit::FAILURE)
+        }
+    }
+}
+
+async fn backup(config: &config::Config) -> ExitCode {
+    match crate::ops::backup::backup(
+        &config.db,
+        &config.worker.backup_dir,
+        config.worker.backup_retention_days,
+        None,
+    )
+    .await
+    {
+        Ok(r) => {
+            println!(
+                "backed up database {} to {} ({} bytes, {:.1}s)",
+                config.db.name,
+                r.path.display(),
+                r.bytes,
+                r.duration_ms as f64 / 1000.0
+            );
+            for p in &r.pruned {
+                println!(
+                    "deleted {} (older than {} days)",
+                    p.display(),
+                    config.worker.backup_retention_days
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::code(exit::FAILURE)
+        }
+    }
+}
+
+async fn restore(config: &config::Config, file: &std::path::Path, force: bool) -> ExitCode {
+    match crate::ops::backup::restore(&config.db, file, force).await {
+        Ok(r) => {
+            println!(
+                "restored {} into database {} ({:.1}s); run `euraflow migrate` if this backup is from an older release",
+                r.file.display(),
+                r.database,
+                r.duration_ms as f64 / 1000.0
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::code(exit::FAILURE)
+        }
+    }
+}
+
+fn worker(dev: bool, file: Option<PathBuf>) -> ExitCode {
+    run_worker(dev, file, crate::jobs::Registry::builtin())
+}
+
+/// `euraflow worker` with a given registry: the shipped binary uses the built-in job types; a
+/// program linking the library may add its own.
+pub fn run_worker(dev: bool, file: Option<PathBuf>, registry: crate::jobs::Registry) -> ExitCode {
+    let loaded = match load(dev, file) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprint!("{errors}");
+            eprintln!("the worker was not started; `euraflow config check` repeats this check");
+            return exit::code(exit::CONFIG);
+        }
+    };
+    telemetry::init(&loaded.config.log);
+    loaded.log_diagnostics();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("euraflow-worker")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(crate::worker::run(loaded, registry, dev)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the worker stopped with an error");
+            eprintln!("error: {e}");
+            match e {
+                crate::worker::WorkerError::Migration(m) if !m.is_unavailable() => {
+                    exit::code(exit::MIGRATION)
+                }
+                _ => exit::code(exit::FAILURE),
+            }
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum TaskName {
     StatusReporter,
     DatabaseMaintenance,
     Migrations,
+    Worker,
+    Scheduler,
+    Heartbeat,
 }
 
 impl fmt::Display for TaskName {
@@ -29,6 +32,9 @@ impl fmt::Display for TaskName {
             TaskName::StatusReporter => "status-reporter",
             TaskName::DatabaseMaintenance => "database-maintenance",
             TaskName::Migrations => "migrations",
+            TaskName::Worker => "worker",
+            TaskName::Scheduler => "scheduler",
+            TaskName::Heartbeat => "heartbeat",
         })
     }
 }

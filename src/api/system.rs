@@ -45,7 +45,18 @@ pub async fn metrics(
             "metrics are disabled (EF__METRICS_ENABLED=false)",
         ));
     }
-    let body = state.metrics().render(state.db(), state.redis());
+    let mut body = state.metrics().render(state.db(), state.redis());
+    // The job metrics come from PostgreSQL (every worker's jobs); bounded so a slow database
+    // cannot hang the scrape, and left out (the rest still served) when it cannot answer.
+    let jobs = async {
+        let client = state.db().get().await?;
+        crate::jobs::metrics::snapshot(&**client).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), jobs).await {
+        Ok(Ok(snapshot)) => body.push_str(&snapshot.render()),
+        Ok(Err(e)) => tracing::debug!(error = %e, "job metrics unavailable"),
+        Err(_) => tracing::debug!("job metrics: the database did not answer in time"),
+    }
     let mut resp = body.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -424,6 +424,54 @@ pub static KEYS: &[Key] = &[
         Value("12"),
         "Jobs run at once by euraflow worker (was EF__CELERY_CONCURRENCY).",
     ),
+    key(
+        "EF__WORKER_QUEUES",
+        "jobs",
+        Value("ef_pull=4,ef_push=4,ef_sync=4,default=4,ef_low=2"),
+        "Most jobs of one queue running at once, as queue=N,...; queues not listed share EF__WORKER_CONCURRENCY. Queues: ef_core, ef_pull, ef_push, ef_sync, default, ef_low.",
+    ),
+    key(
+        "EF__WORKER_POLL_INTERVAL",
+        "jobs",
+        Value("1s"),
+        "How often an idle worker looks for due jobs without a wake-up (retries whose delay ended, missed notifications).",
+    ),
+    key(
+        "EF__WORKER_SHUTDOWN_TIMEOUT",
+        "jobs",
+        Value("60s"),
+        "On stop, running jobs get this long to finish; the rest go back to the queue. Keep it below the unit's TimeoutStopSec.",
+    ),
+    key(
+        "EF__JOB_LEASE_TIMEOUT",
+        "jobs",
+        Value("60s"),
+        "A running job's lease, renewed every third of it; a job whose worker died runs again once its lease expired.",
+    ),
+    key(
+        "EF__JOB_RETENTION_DAYS",
+        "jobs",
+        Value("14"),
+        "Finished jobs, run logs and health-check records older than this are deleted by ef.core.cleanup.",
+    ),
+    key(
+        "EF__SCHEDULER_ENABLED",
+        "jobs",
+        Value("true"),
+        "Run the cron scheduler inside euraflow worker (safe in several workers at once).",
+    ),
+    key(
+        "EF__BACKUP_DIR",
+        "jobs",
+        UnderStateDir("backups"),
+        "Where euraflow backup and ef.system.database_backup write pg_dump files.",
+    ),
+    key(
+        "EF__BACKUP_RETENTION_DAYS",
+        "jobs",
+        Value("7"),
+        "Backups older than this are deleted after each successful backup.",
+    ),
     // --- logging and metrics ------------------------------------------------------------------
     key(
         "EF__LOG_LEVEL",

@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use secret::Secret;
 pub use value::{
     ByteSize, ConfigValue, Dur, Environment, Hsts, Invalid, List, ListenAddr, LogFormat, LogLevel,
-    Networks, RateLimit, Timeout,
+    Networks, QueueLimits, RateLimit, Timeout,
 };
 
 use keys::{DefaultValue as KeyDefault, Key};
@@ -320,6 +320,16 @@ pub struct RedisConfig {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub concurrency: usize,
+    /// Per-queue caps on running jobs (`EF__WORKER_QUEUES`); unlisted queues are capped only by
+    /// `concurrency`.
+    pub queue_limits: Vec<(crate::jobs::Queue, usize)>,
+    pub poll_interval: Duration,
+    pub shutdown_timeout: Duration,
+    pub lease: Duration,
+    pub job_retention_days: u32,
+    pub scheduler_enabled: bool,
+    pub backup_dir: PathBuf,
+    pub backup_retention_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -892,6 +902,14 @@ impl<'o> Loader<'o> {
             },
             worker: WorkerConfig {
                 concurrency: r.get("EF__WORKER_CONCURRENCY"),
+                queue_limits: r.get::<QueueLimits>("EF__WORKER_QUEUES").0,
+                poll_interval: r.get::<Timeout>("EF__WORKER_POLL_INTERVAL").0,
+                shutdown_timeout: r.get::<Timeout>("EF__WORKER_SHUTDOWN_TIMEOUT").0,
+                lease: r.get::<Timeout>("EF__JOB_LEASE_TIMEOUT").0,
+                job_retention_days: r.get("EF__JOB_RETENTION_DAYS"),
+                scheduler_enabled: r.get("EF__SCHEDULER_ENABLED"),
+                backup_dir: absolute(&opts.cwd, &r.get::<PathBuf>("EF__BACKUP_DIR")),
+                backup_retention_days: r.get("EF__BACKUP_RETENTION_DAYS"),
             },
             log: LogConfig {
                 level: if debug && !r.is_set("EF__LOG_LEVEL") {
@@ -1033,6 +1051,14 @@ fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<Diagnostic>)
         ("EF__REDIS_MAX_CONNECTIONS", c.redis.max_connections as u64),
         ("EF__WORKER_CONCURRENCY", c.worker.concurrency as u64),
         (
+            "EF__JOB_RETENTION_DAYS",
+            u64::from(c.worker.job_retention_days),
+        ),
+        (
+            "EF__BACKUP_RETENTION_DAYS",
+            u64::from(c.worker.backup_retention_days),
+        ),
+        (
             "EF__ACCESS_TOKEN_EXPIRE_MINUTES",
             c.security.access_token_ttl.as_secs(),
         ),
@@ -1099,6 +1125,28 @@ fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<Diagnostic>)
                 r.source_of("EF__API_HOST")
             ),
         });
+    }
+    if c.worker.lease < Duration::from_secs(2) && !r.has_error("EF__JOB_LEASE_TIMEOUT") {
+        r.fail(
+            "EF__JOB_LEASE_TIMEOUT",
+            format!(
+                "EF__JOB_LEASE_TIMEOUT={:?} ({}) is too short to renew a lease reliably; fix: use 2s or more (default 60s)",
+                c.worker.lease,
+                r.source_of("EF__JOB_LEASE_TIMEOUT")
+            ),
+        );
+    }
+    if c.worker.poll_interval < Duration::from_millis(10)
+        || c.worker.poll_interval > Duration::from_secs(60)
+    {
+        r.fail(
+            "EF__WORKER_POLL_INTERVAL",
+            format!(
+                "EF__WORKER_POLL_INTERVAL={:?} ({}) must be between 10ms and 60s; fix: use 1s unless you have a reason",
+                c.worker.poll_interval,
+                r.source_of("EF__WORKER_POLL_INTERVAL")
+            ),
+        );
     }
     if c.http.shutdown_timeout < Duration::from_secs(1) {
         diagnostics.push(Diagnostic {

@@ -490,3 +490,50 @@ fn a_lone_local_postgresql_on_another_port_is_found_by_its_socket() {
     .unwrap();
     assert_eq!(loaded.config.db.port, 5432);
 }
+
+#[test]
+fn worker_settings_have_defaults_and_queue_caps_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), &[("EF__SECRET_KEY", GOOD_SECRET)]);
+    let c = load(&o).unwrap().config;
+    use crate::jobs::Queue;
+    assert_eq!(
+        c.worker.queue_limits,
+        vec![
+            (Queue::Pull, 4),
+            (Queue::Push, 4),
+            (Queue::Sync, 4),
+            (Queue::Default, 4),
+            (Queue::Low, 2)
+        ]
+    );
+    assert_eq!(c.worker.lease, Duration::from_secs(60));
+    assert_eq!(c.worker.shutdown_timeout, Duration::from_secs(60));
+    assert_eq!(c.worker.job_retention_days, 14);
+    assert_eq!(c.worker.backup_retention_days, 7);
+    assert_eq!(
+        c.worker.backup_dir,
+        PathBuf::from("/var/lib/euraflow/backups")
+    );
+    assert!(c.worker.scheduler_enabled);
+
+    let o = opts(
+        dir.path(),
+        &[
+            ("EF__SECRET_KEY", GOOD_SECRET),
+            ("EF__WORKER_QUEUES", "ef_pull=4,celery=2"),
+            ("EF__JOB_LEASE_TIMEOUT", "1s"),
+        ],
+    );
+    let errors = load(&o).unwrap_err().to_string();
+    assert!(errors.contains("'celery' is not a job queue"), "{errors}");
+    assert!(errors.contains("use one of ef_core, ef_pull"), "{errors}");
+    assert!(errors.contains("EF__JOB_LEASE_TIMEOUT"), "{errors}");
+    for bad in ["default=0", "default", "default=2,default=3"] {
+        let o = opts(
+            dir.path(),
+            &[("EF__SECRET_KEY", GOOD_SECRET), ("EF__WORKER_QUEUES", bad)],
+        );
+        assert!(load(&o).is_err(), "{bad}");
+    }
+}

@@ -232,6 +232,55 @@ impl ConfigValue for List {
     }
 }
 
+/// `EF__WORKER_QUEUES`: `queue=N` pairs separated by commas, each queue one of the job queues.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueLimits(pub Vec<(crate::jobs::Queue, usize)>);
+
+impl ConfigValue for QueueLimits {
+    fn parse_value(raw: &str) -> Result<Self, Invalid> {
+        let names = crate::jobs::Queue::ALL
+            .iter()
+            .map(|q| q.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut limits: Vec<(crate::jobs::Queue, usize)> = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some((name, n)) = item.split_once('=') else {
+                return Err(Invalid::new(
+                    format!("'{item}' is not queue=N"),
+                    "write pairs such as ef_pull=4,ef_push=4,default=4",
+                ));
+            };
+            let Some(queue) = crate::jobs::Queue::parse(name.trim()) else {
+                return Err(Invalid::new(
+                    format!("'{}' is not a job queue", name.trim()),
+                    format!("use one of {names}"),
+                ));
+            };
+            let n: usize = match n.trim().parse() {
+                Ok(n) if n > 0 && n <= 10_000 => n,
+                _ => {
+                    return Err(Invalid::new(
+                        format!(
+                            "the limit of {} is not a number from 1 to 10000",
+                            queue.as_str()
+                        ),
+                        "write a positive whole number, e.g. default=4 (leave a queue out for no cap of its own)",
+                    ));
+                }
+            };
+            if limits.iter().any(|(q, _)| *q == queue) {
+                return Err(Invalid::new(
+                    format!("{} is listed twice", queue.as_str()),
+                    "list each queue once",
+                ));
+            }
+            limits.push((queue, n));
+        }
+        Ok(QueueLimits(limits))
+    }
+}
+
 /// Networks whose forwarding headers we believe: `127.0.0.1/32, 10.0.0.0/8, ::1`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Networks(pub Vec<IpNet>);

@@ -333,6 +333,61 @@ pub async fn connect_one(
     }
 }
 
+/// A dedicated connection whose asynchronous notifications (LISTEN/NOTIFY) are forwarded to the
+/// returned channel. The channel closes when the connection does.
+pub async fn connect_listener(
+    config: &DbConfig,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    ),
+    DbError,
+> {
+    let pg = pg_config(config, &config.name);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    macro_rules! finish {
+        ($res:expr) => {
+            match $res {
+                Ok((client, mut connection)) => {
+                    tokio::spawn(async move {
+                        let mut messages =
+                            futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                        use futures_util::StreamExt;
+                        while let Some(m) = messages.next().await {
+                            match m {
+                                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                    if tx.send(n).is_err() {
+                                        break;
+                                    }
+                                }
+                                Ok(_) => {}
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "listener connection closed");
+                                    break;
+                                }
+                            }
+                        }
+                    });
+                    Ok((client, rx))
+                }
+                Err(e) => Err(DbError::Unavailable(describe_connect_error(&e, config))),
+            }
+        };
+    }
+    match tls_mode(config) {
+        TlsMode::None => finish!(pg.connect(tokio_postgres::NoTls).await),
+        TlsMode::EncryptOnly => {
+            let tls = tls::encrypting_only().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            finish!(pg.connect(tls).await)
+        }
+        TlsMode::Verify => {
+            let tls = tls::verifying().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            finish!(pg.connect(tls).await)
+        }
+    }
+}
+
 /// A connection error in terms an operator can act on.
 pub fn describe_connect_error(e: &tokio_postgres::Error, config: &DbConfig) -> String {
     let target = if is_unix_socket(&config.host) {

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
 use crate::db::{self, DbError};
+use crate::jobs::admin::{self, JobsOverview};
 use crate::redis::Redis;
 use crate::state::AppState;
 
@@ -51,6 +52,11 @@ pub struct ServerView {
     pub postgres_error: Option<String>,
     pub redis: Option<RedisCounts>,
     pub redis_error: Option<String>,
+    /// Queues, running jobs, next scheduled runs and workers.
+    #[serde(default)]
+    pub jobs: Option<JobsOverview>,
+    #[serde(default)]
+    pub jobs_error: Option<String>,
 }
 
 pub async fn pg_counts(client: &tokio_postgres::Client) -> Result<PgCounts, tokio_postgres::Error> {
@@ -90,13 +96,16 @@ async fn redis_counts(redis: &Redis) -> (Option<RedisCounts>, Option<String>) {
 /// any request needing the database; a database that is down is reported, not an error.
 pub async fn server_view(state: &AppState) -> Result<ServerView, DbError> {
     let report = state.health().report().await;
-    let (postgres, postgres_error) = match state.db().get().await {
-        Ok(client) => match pg_counts(&client).await {
-            Ok(c) => (Some(c), None),
-            Err(e) => (None, Some(e.to_string())),
-        },
+    let (postgres, postgres_error, jobs, jobs_error) = match state.db().get().await {
+        Ok(client) => {
+            let (jobs, jobs_error) = jobs_overview(&client).await;
+            match pg_counts(&client).await {
+                Ok(c) => (Some(c), None, jobs, jobs_error),
+                Err(e) => (None, Some(e.to_string()), jobs, jobs_error),
+            }
+        }
         Err(e @ DbError::PoolExhausted { .. }) => return Err(e),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(e.to_string()), None, None),
     };
     let (redis, redis_error) = redis_counts(state.redis()).await;
     Ok(ServerView {
@@ -112,7 +121,16 @@ pub async fn server_view(state: &AppState) -> Result<ServerView, DbError> {
         postgres_error,
         redis,
         redis_error,
+        jobs,
+        jobs_error,
     })
+}
+
+async fn jobs_overview(client: &tokio_postgres::Client) -> (Option<JobsOverview>, Option<String>) {
+    match admin::overview(client).await {
+        Ok(o) => (Some(o), None),
+        Err(e) => (None, Some(e.to_string())),
+    }
 }
 
 /// The loopback address of the plain listener, as a client on this machine reaches it.
@@ -213,13 +231,17 @@ pub async fn run(config: &Config, json: bool) -> ExitCode {
 
 /// Without the server: ask PostgreSQL and Redis ourselves.
 async fn direct(config: &Config, server_error: String) -> ServerView {
-    let (postgres, postgres_error) = match db::connect_one(&config.db, &config.db.name).await {
-        Ok(client) => match pg_counts(&client).await {
-            Ok(c) => (Some(c), None),
-            Err(e) => (None, Some(e.to_string())),
-        },
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let (postgres, postgres_error, jobs, jobs_error) =
+        match db::connect_one(&config.db, &config.db.name).await {
+            Ok(client) => {
+                let (jobs, jobs_error) = jobs_overview(&client).await;
+                match pg_counts(&client).await {
+                    Ok(c) => (Some(c), None, jobs, jobs_error),
+                    Err(e) => (None, Some(e.to_string()), jobs, jobs_error),
+                }
+            }
+            Err(e) => (None, Some(e.to_string()), None, None),
+        };
     let (redis, redis_error) = match Redis::new(&config.redis) {
         Ok(r) => redis_counts(&r).await,
         Err(e) => (None, Some(format!("{e:#}"))),
@@ -232,6 +254,8 @@ async fn direct(config: &Config, server_error: String) -> ServerView {
         postgres_error,
         redis,
         redis_error,
+        jobs,
+        jobs_error,
     }
 }
 
@@ -304,7 +328,64 @@ fn render(view: &ServerView, addr: SocketAddr) -> String {
         out.push_str(&format!("migrations  {}\n", check("migrations")));
         out.push_str(&format!("worker      {}\n", check("worker")));
     }
+    render_jobs(&mut out, view);
     out
+}
+
+fn render_jobs(out: &mut String, view: &ServerView) {
+    let Some(j) = &view.jobs else {
+        if let Some(e) = &view.jobs_error {
+            out.push_str(&format!("jobs        unreadable: {e}\n"));
+        }
+        return;
+    };
+    for w in &j.workers {
+        out.push_str(&format!(
+            "worker      {} (pid {} on {}), last seen {:.0}s ago, {} running\n",
+            w.instance_id, w.pid, w.hostname, w.last_seen_s, w.details["running"]
+        ));
+    }
+    out.push_str("queues      queue      queued  running  retrying  oldest\n");
+    for q in &j.queues {
+        let oldest = q
+            .oldest_queued_s
+            .map(|s| human_duration(s.max(0.0) as u64))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "            {:<9} {:>7} {:>8} {:>9}  {oldest}\n",
+            q.queue, q.queued, q.running, q.retrying
+        ));
+    }
+    out.push_str(&format!("dead jobs   {}\n", j.dead));
+    if j.running.is_empty() {
+        out.push_str("running     none\n");
+    }
+    for r in &j.running {
+        out.push_str(&format!(
+            "running     job {} {} ({}), attempt {}, for {}, on {}\n",
+            r.id,
+            r.job_type,
+            r.queue,
+            r.attempt,
+            human_duration(r.running_s.max(0.0) as u64),
+            r.lease_owner.as_deref().unwrap_or("?")
+        ));
+    }
+    for n in &j.next_runs {
+        let when = n
+            .next_run_at
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| "not yet planned".into());
+        let last = match (&n.last_run_at, &n.last_run_status) {
+            (Some(t), Some(s)) => format!(", last {} {s}", t.format("%Y-%m-%d %H:%M")),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "next run    {when}  {} ({}){last}\n",
+            n.service_key,
+            n.schedule.as_deref().unwrap_or("-")
+        ));
+    }
 }
 
 fn human_duration(secs: u64) -> String {

@@ -2,6 +2,8 @@
 //! (`Process`), on ephemeral ports with its own state directory, and talk to it over real TLS.
 #![allow(dead_code)]
 
+pub mod jobs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,139 @@
+//! Background jobs: a durable queue in PostgreSQL, the worker that runs it, the cron scheduler
+//! that feeds it, the job registry and the core jobs. Replaces Celery worker + beat + ARQ.
+//!
+//! - `queue`: enqueue (inside the caller's transaction), claim with `FOR UPDATE SKIP LOCKED`,
+//!   leases, finish, retry with backoff, release.
+//! - `registry`: the typed `Job` trait and the table of job types a worker knows.
+//! - `worker`: runs jobs with global and per-queue limits, time limits, lease renewal, and a
+//!   bounded drain on shutdown.
+//! - `scheduler` + `cron`: `sync_services` schedules, enqueued once per tick across schedulers.
+//! - `core_jobs`: health check, cleanup, database backup.
+//! - `admin`: what the API (and operators) need: services, logs, stats, job listing, retry, cancel.
+//! - `metrics`: the job metrics, read from PostgreSQL at scrape time.
+//!
+//! Delivery is at-least-once: a job whose worker dies mid-run (crash, `kill -9`, power loss) runs
+//! again once its lease expired. A job is never run by two workers at once: the lease is renewed
+//! while it runs, and a worker that cannot renew it stops the job.
+
+pub mod admin;
+pub mod core_jobs;
+pub mod cron;
+pub mod metrics;
+pub mod queue;
+pub mod registry;
+pub mod scheduler;
+pub mod worker;
+
+use std::fmt;
+
+pub use queue::{Enqueued, NewJob, enqueue};
+pub use registry::{
+    Job, JobContext, JobEnv, JobError, JobResult, Registry, RetryPolicy, TimeLimits,
+};
+
+/// The queues, as the original routed its tasks. A job type names its queue; the worker caps how
+/// many jobs of each queue run at once (`EF__WORKER_QUEUES`) so a flood in one cannot starve the
+/// others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Queue {
+    #[serde(rename = "ef_core")]
+    Core,
+    #[serde(rename = "ef_pull")]
+    Pull,
+    #[serde(rename = "ef_push")]
+    Push,
+    #[serde(rename = "ef_sync")]
+    Sync,
+    Default,
+    #[serde(rename = "ef_low")]
+    Low,
+}
+
+impl Queue {
+    pub const ALL: [Queue; 6] = [
+        Queue::Core,
+        Queue::Pull,
+        Queue::Push,
+        Queue::Sync,
+        Queue::Default,
+        Queue::Low,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Queue::Core => "ef_core",
+            Queue::Pull => "ef_pull",
+            Queue::Push => "ef_push",
+            Queue::Sync => "ef_sync",
+            Queue::Default => "default",
+            Queue::Low => "ef_low",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Queue> {
+        Queue::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+}
+
+impl fmt::Display for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job's state, as stored in `jobs.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    FailedRetrying,
+    Dead,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::FailedRetrying,
+        JobState::Dead,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::FailedRetrying => "failed_retrying",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Cut `text` to at most `max` bytes on a character boundary (error messages stored in rows).
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

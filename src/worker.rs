@@ -1,0 +1,218 @@
+//! `euraflow worker`: the job worker and the scheduler in one process.
+//!
+//! start → migrations (as `serve`) → READY=1 → STATUS= every 10 s (running, queued, dead) and
+//! WATCHDOG=1 → SIGTERM/SIGINT → STOPPING=1 → no new jobs; running ones finish within
+//! `EF__WORKER_SHUTDOWN_TIMEOUT`, the rest are released to the queue → exit 0.
+//!
+//! The worker needs PostgreSQL only: Redis being down does not stop jobs (only the health check
+//! job reports it). A heartbeat row in `service_heartbeats` (kind `worker`) is refreshed every
+//! 15 s for the server's health check and `euraflow status`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Loaded;
+use crate::db::Database;
+use crate::jobs::Registry;
+use crate::jobs::registry::JobEnv;
+use crate::jobs::scheduler::{Scheduler, SystemClock};
+use crate::jobs::worker::{Worker, WorkerOptions};
+use crate::lifecycle::{Lifecycle, TaskName};
+use crate::redis::Redis;
+use crate::systemd;
+
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// Well under the 90 s after which health calls a worker gone.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+const SCHEDULER_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("{0}")]
+    Migration(crate::db::migrate::MigrateError),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// Run the worker with `registry` until SIGTERM/SIGINT. The shipped binary passes
+/// `Registry::builtin()`; a program linking the library may add its own job types.
+pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), WorkerError> {
+    let config = Arc::new(loaded.config.clone());
+    let lifecycle = Lifecycle::new();
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    crate::startup::prepare_database(&config, &lifecycle, dev)
+        .await
+        .map_err(WorkerError::Migration)?;
+    let db = Database::new(&config.db)?;
+    let redis = Redis::new(&config.redis)?;
+    let env = JobEnv::new(config.clone(), db.clone(), redis);
+    let registry = Arc::new(registry);
+    let opts = WorkerOptions::from_config(&config.worker);
+    let worker = Worker::new(
+        registry.clone(),
+        env,
+        opts.clone(),
+        Worker::new_instance_id(),
+    );
+    let instance = worker.instance_id().to_owned();
+
+    lifecycle.spawn(
+        TaskName::DatabaseMaintenance,
+        db.clone().maintain(lifecycle.shutdown_token()),
+    );
+    // The worker drains after the shutdown token; its own token is cancelled by it.
+    let worker_stop = CancellationToken::new();
+    {
+        let worker = worker.clone();
+        let stop = worker_stop.clone();
+        lifecycle.spawn(TaskName::Worker, async move { worker.run(stop).await });
+    }
+    if config.worker.scheduler_enabled {
+        let scheduler = Scheduler::new(db.clone(), registry.clone(), Arc::new(SystemClock));
+        lifecycle.spawn(
+            TaskName::Scheduler,
+            scheduler.run(SCHEDULER_EVERY, lifecycle.shutdown_token()),
+        );
+    }
+    {
+        let db = db.clone();
+        let worker = worker.clone();
+        let stop = lifecycle.shutdown_token();
+        let scheduler = config.worker.scheduler_enabled;
+        lifecycle.spawn(TaskName::Heartbeat, async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => break,
+                }
+                if let Err(e) = heartbeat(&db, &worker, scheduler).await {
+                    tracing::debug!(error = %e, "cannot write the worker heartbeat");
+                }
+            }
+            // No last beat: a stopped worker's heartbeat ages, and health reports it gone.
+        });
+    }
+    let summary = format!(
+        "worker: {} slots over 6 queues, scheduler {}",
+        opts.concurrency,
+        if config.worker.scheduler_enabled {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    tracing::info!(
+        instance = %instance,
+        concurrency = opts.concurrency,
+        scheduler = config.worker.scheduler_enabled,
+        version = env!("CARGO_PKG_VERSION"),
+        "worker ready"
+    );
+    systemd::ready(&summary);
+
+    if let Some(every) = systemd::watchdog_interval() {
+        let token = lifecycle.shutdown_token();
+        lifecycle.spawn(TaskName::Watchdog, async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => systemd::watchdog_ping(),
+                    _ = token.cancelled() => break,
+                }
+            }
+        });
+    }
+    {
+        let token = lifecycle.shutdown_token();
+        let db = db.clone();
+        let worker = worker.clone();
+        lifecycle.spawn(TaskName::StatusReporter, async move {
+            let mut tick = tokio::time::interval(STATUS_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = token.cancelled() => break,
+                }
+                let line = match status_line(&db).await {
+                    Ok(counts) => format!("{} running here; {counts}", worker.running()),
+                    Err(e) => format!("{} running here; queue unreadable: {e}", worker.running()),
+                };
+                systemd::status(&line);
+            }
+        });
+    }
+
+    let reason = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = reason,
+        running = worker.running(),
+        bound_s = opts.shutdown_timeout.as_secs_f64(),
+        "stopping: taking no new jobs, letting running ones finish"
+    );
+    systemd::stopping(&format!(
+        "stopping: {} jobs finishing (at most {}s)",
+        worker.running(),
+        opts.shutdown_timeout.as_secs()
+    ));
+    worker_stop.cancel();
+    lifecycle.begin_shutdown();
+    let stuck = lifecycle
+        .join(opts.shutdown_timeout + Duration::from_secs(15))
+        .await;
+    if !stuck.is_empty() {
+        let names: Vec<String> = stuck.iter().map(ToString::to_string).collect();
+        tracing::warn!(tasks = %names.join(", "), "tasks were aborted at shutdown");
+    }
+    db.close();
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn status_line(db: &Database) -> Result<String, crate::jobs::queue::QueueError> {
+    let client = db.get().await?;
+    let c = crate::jobs::queue::counts(&**client).await?;
+    Ok(format!(
+        "{} running, {} queued, {} retrying, {} dead",
+        c.running, c.queued, c.retrying, c.dead
+    ))
+}
+
+async fn heartbeat(
+    db: &Database,
+    worker: &Worker,
+    scheduler: bool,
+) -> Result<(), crate::jobs::queue::QueueError> {
+    let client = db.get().await?;
+    let details = serde_json::json!({
+        "running": worker.running(),
+        "concurrency": worker.options().concurrency,
+        "scheduler": scheduler,
+    });
+    let pid = std::process::id() as i32;
+    client
+        .execute(
+            "INSERT INTO service_heartbeats (instance_id, kind, hostname, pid, version, details)
+             VALUES ($1, 'worker', $2, $3, $4, $5)
+             ON CONFLICT (instance_id) DO UPDATE
+                SET last_seen_at = now(), details = excluded.details",
+            &[
+                &worker.instance_id(),
+                &crate::config::system_hostname(),
+                &pid,
+                &env!("CARGO_PKG_VERSION"),
+                &details,
+            ],
+        )
+        .await?;
+    Ok(())
+}
