@@ -62,7 +62,12 @@ pub enum Command {
     /// Run background jobs and the scheduler (the euraflow-worker unit)
     Worker,
     /// Back up the database with pg_dump (custom format) into EF__BACKUP_DIR
-    Backup,
+    Backup {
+        /// Skip when a backup younger than this exists (scheduled runs: the timer and the
+        /// worker's job share the 05:00/17:00 slot), e.g. 1h
+        #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+        unless_recent: Option<std::time::Duration>,
+    },
     /// Restore a backup made by `euraflow backup` into the configured database
     Restore {
         /// The .dump file
@@ -126,9 +131,11 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::ops::users::run(&loaded.config, command).await
         }),
         Command::Worker => worker(cli.dev, cli.config),
-        Command::Backup => with_runtime(cli.dev, cli.config, |loaded| async move {
-            backup(&loaded.config).await
-        }),
+        Command::Backup { unless_recent } => {
+            with_runtime(cli.dev, cli.config, |loaded| async move {
+                backup(&loaded.config, unless_recent).await
+            })
+        }
         Command::Restore { file, force } => {
             with_runtime(cli.dev, cli.config, |loaded| async move {
                 restore(&loaded.config, &file, force).await
@@ -241,16 +248,38 @@ async fn migrate(config: &config::Config, status: bool, create_database: bool) -
     }
 }
 
-async fn backup(config: &config::Config) -> ExitCode {
-    match crate::ops::backup::backup(
-        &config.db,
-        &config.worker.backup_dir,
-        config.worker.backup_retention_days,
-        None,
-    )
-    .await
-    {
-        Ok(r) => {
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    config::value::parse_duration(s)
+        .ok_or_else(|| format!("'{s}' is not a duration such as 1h or 30m"))
+}
+
+async fn backup(config: &config::Config, unless_recent: Option<std::time::Duration>) -> ExitCode {
+    let result = match unless_recent {
+        Some(window) => {
+            crate::ops::backup::backup_unless_recent(
+                &config.db,
+                &config.worker.backup_dir,
+                config.worker.backup_retention_days,
+                window,
+                None,
+            )
+            .await
+        }
+        None => crate::ops::backup::backup(
+            &config.db,
+            &config.worker.backup_dir,
+            config.worker.backup_retention_days,
+            None,
+        )
+        .await
+        .map(Some),
+    };
+    match result {
+        Ok(None) => {
+            println!("a backup younger than the window exists; nothing to do");
+            ExitCode::SUCCESS
+        }
+        Ok(Some(r)) => {
             println!(
                 "backed up database {} to {} ({} bytes, {:.1}s)",
                 config.db.name,

@@ -621,3 +621,34 @@ async fn backup_then_restore_into_a_fresh_database_round_trips_the_data() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_from_the_timer_and_the_job_do_not_run_twice() {
+    let db = TestDb::migrated().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let mut env = worker_env(&db, dir.path(), &[]);
+    env.push(("EF__BACKUP_DIR".into(), backups.display().to_string()));
+    let count = || {
+        std::fs::read_dir(&backups)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".dump"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // The timer's run makes a backup; a second scheduled run in the same slot skips.
+    let (code, out, err) = run(&["backup", "--unless-recent", "1h"], &env, None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(count(), 1);
+    let (code, out, _) = run(&["backup", "--unless-recent", "1h"], &env, None);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to do"), "{out}");
+    assert_eq!(count(), 1);
+    // An operator's explicit backup always runs.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, _, _) = run(&["backup"], &env, None);
+    assert_eq!(code, 0);
+    assert_eq!(count(), 2);
+}

@@ -247,6 +247,10 @@ async fn delete_sessions(ctx: &JobContext, days: i32) -> Result<serde_json::Valu
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct DatabaseBackup {}
 
+/// The timer and the scheduled job both back up at 05:00 and 17:00; the second one within this
+/// window skips.
+pub const SCHEDULED_BACKUP_WINDOW: Duration = Duration::from_secs(3600);
+
 impl Job for DatabaseBackup {
     const NAME: &'static str = "ef.system.database_backup";
     const QUEUE: Queue = Queue::Core;
@@ -271,13 +275,19 @@ impl Job for DatabaseBackup {
     async fn run(self, ctx: JobContext) -> JobResult {
         let cfg = ctx.config();
         let stop = ctx.stop_token();
-        let report = crate::ops::backup::backup(
+        let Some(report) = crate::ops::backup::backup_unless_recent(
             &cfg.db,
             &cfg.worker.backup_dir,
             cfg.worker.backup_retention_days,
+            SCHEDULED_BACKUP_WINDOW,
             Some(&stop),
         )
-        .await?;
+        .await?
+        else {
+            return Ok(
+                json!({"skipped": "a backup less than an hour old exists (euraflow-backup.timer)"}),
+            );
+        };
         Ok(json!({
             "file": report.path.display().to_string(),
             "bytes": report.bytes,

@@ -118,6 +118,59 @@ async fn run_tool(
     Ok(())
 }
 
+/// Key of the advisory lock that makes scheduled backups take turns.
+const BACKUP_LOCK: i64 = 0x6566_6261_636b_7570; // "efbackup"
+
+/// The age of the newest complete backup in `dir`, if any.
+pub fn newest_backup_age(dir: &Path) -> Option<Duration> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(PREFIX) && n.ends_with(SUFFIX)
+        })
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .filter_map(|t| SystemTime::now().duration_since(t).ok())
+        .min()
+}
+
+/// A scheduled backup: the packaged `euraflow-backup.timer` and the worker's
+/// `ef.system.database_backup` job both make one at 05:00 and 17:00, so whichever comes second
+/// finds a backup younger than `recent` and skips (`Ok(None)`). An advisory lock makes them take
+/// turns, so they never both dump at once. A missing timer or a stopped worker still leaves one
+/// of them to do it.
+pub async fn backup_unless_recent(
+    db: &DbConfig,
+    dir: &Path,
+    retention_days: u32,
+    recent: Duration,
+    stop: Option<&CancellationToken>,
+) -> anyhow::Result<Option<BackupReport>> {
+    let client = crate::db::connect_one(db, &db.name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&BACKUP_LOCK])
+        .await
+        .context("waiting for another backup to finish")?;
+    let result = match newest_backup_age(dir) {
+        Some(age) if age < recent => {
+            tracing::info!(
+                age_s = age.as_secs(),
+                "a recent backup exists; skipping this scheduled one"
+            );
+            Ok(None)
+        }
+        _ => backup(db, dir, retention_days, stop).await.map(Some),
+    };
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&BACKUP_LOCK])
+        .await;
+    result
+}
+
 /// Dump the configured database into `dir` and delete backups older than `retention_days`.
 pub async fn backup(
     db: &DbConfig,
