@@ -24,6 +24,8 @@ struct Inner {
     health: Health,
     metrics: Metrics,
     auth: Auth,
+    /// The job types this server knows (for `/sync-services/handlers` and triggering).
+    job_registry: crate::jobs::Registry,
     started: Instant,
     stats: ServerStats,
     hsts: Option<HeaderValue>,
@@ -44,6 +46,7 @@ impl AppState {
         );
         let auth = Auth::new(&config, db.clone(), redis.clone())?;
         Ok(AppState(Arc::new(Inner {
+            job_registry: crate::jobs::Registry::builtin(),
             auth,
             config,
             db,
@@ -74,6 +77,10 @@ impl AppState {
 
     pub fn auth(&self) -> &Auth {
         &self.0.auth
+    }
+
+    pub fn job_registry(&self) -> &crate::jobs::Registry {
+        &self.0.job_registry
     }
 
     pub fn metrics(&self) -> &Metrics {

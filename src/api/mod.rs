@@ -9,8 +9,10 @@ pub mod captcha;
 pub mod envelope;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod json;
 pub mod settings;
+pub mod sync_services;
 pub mod system;
 pub mod users;
 pub mod validate;
@@ -64,6 +66,24 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .put(account_levels::update)
                 .delete(account_levels::delete),
         )
+        .route("/sync-services", get(sync_services::list))
+        .route("/sync-services/", get(sync_services::list))
+        .route("/sync-services/handlers", get(sync_services::handlers))
+        .route("/sync-services/{id}", put(sync_services::update))
+        .route("/sync-services/{id}/trigger", post(sync_services::trigger))
+        .route(
+            "/sync-services/{id}/logs",
+            get(sync_services::logs).delete(sync_services::delete_logs),
+        )
+        .route("/sync-services/{id}/stats", get(sync_services::stats))
+        .route(
+            "/sync-services/{id}/reset-stats",
+            post(sync_services::reset_stats),
+        )
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}/retry", post(jobs::retry))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/audit/logs", get(audit::logs))
         .route("/audit/stats", get(audit::stats))
         .route("/health", get(health::health))
