@@ -52,8 +52,26 @@ impl std::fmt::Debug for CertificateStore {
     }
 }
 
+/// ring with Mozilla's "modern" suite order: AES-128-GCM first. Every suite is an AEAD with
+/// forward secrecy either way; AES-128-GCM with SHA-256 costs the server noticeably less per
+/// handshake than AES-256-GCM with SHA-384 (SHA-512 was the largest single cost in a profile of
+/// new-connection-per-request load).
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut p = rustls::crypto::ring::default_provider();
+    let rank = |s: &rustls::SupportedCipherSuite| -> u8 {
+        let name = format!("{:?}", s.suite());
+        if name.contains("AES_128_GCM") {
+            0
+        } else if name.contains("AES_256_GCM") {
+            1
+        } else {
+            2
+        }
+    };
+    // Stable: TLS 1.3 suites stay ahead of TLS 1.2 ones, as in ring's own list.
+    p.cipher_suites
+        .sort_by_key(|s| (s.version() == &rustls::version::TLS12, rank(s)));
+    Arc::new(p)
 }
 
 impl CertificateStore {
@@ -96,6 +114,8 @@ impl CertificateStore {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Resolver(self.clone())));
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Our order (above), not the client's: clients offer AES-256 first out of habit.
+        cfg.ignore_client_order = true;
         // Stateless resumption tickets, rotated by rustls; saves a full handshake per reconnect.
         cfg.ticketer = rustls::crypto::ring::Ticketer::new().context("TLS session tickets")?;
         cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
@@ -323,6 +343,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("does not belong"), "{err}");
+    }
+
+    #[test]
+    fn aes_128_gcm_is_preferred() {
+        let p = crypto_provider();
+        let names: Vec<String> = p
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(names[0], "TLS13_AES_128_GCM_SHA256", "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n.contains("GCM") || n.contains("CHACHA20")),
+            "{names:?}"
+        );
     }
 
     #[test]
