@@ -5,13 +5,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use common::{BIN, Process, as_refs, production_env};
+use std::time::Duration;
+
+use common::{BIN, NotifySocket, Process, as_refs, production_env};
 use rustix::process::Signal;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -174,63 +173,6 @@ fn config_show_prints_every_value_with_its_source_and_no_secret() {
             && line("EF__DB_MAX_OVERFLOW").ends_with("# default"),
         "{out}"
     );
-}
-
-/// Collects the datagrams the server sends to its `NOTIFY_SOCKET`.
-struct NotifySocket {
-    path: std::path::PathBuf,
-    messages: Arc<Mutex<Vec<String>>>,
-}
-
-impl NotifySocket {
-    fn bind(dir: &Path) -> NotifySocket {
-        let path = dir.join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let m = messages.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match sock.recv(&mut buf) {
-                    Ok(n) => m
-                        .lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock
-                            || e.kind() == std::io::ErrorKind::TimedOut =>
-                    {
-                        if Arc::strong_count(&m) == 1 {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        NotifySocket { path, messages }
-    }
-
-    fn all(&self) -> Vec<String> {
-        self.messages.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(m) = self.all().into_iter().find(|m| pred(m)) {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no matching notification in {:?}",
-                self.all()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 fn write_pair(dir: &Path, cert: &str, key: &str) {

@@ -9,13 +9,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{BIN, TestDb, as_refs, production_env};
+use common::{BIN, NotifySocket, TestDb, as_refs, production_env};
 
 /// The example worker, built by `cargo test` with the other targets (or built here if not).
 fn example_bin() -> PathBuf {
@@ -253,65 +252,6 @@ async fn a_worker_killed_mid_job_its_job_runs_again_after_the_lease_never_twice_
     drop(survivor);
 }
 
-/// Collects the datagrams sent to a test `NOTIFY_SOCKET`.
-struct NotifySocket {
-    path: PathBuf,
-    messages: Arc<Mutex<Vec<String>>>,
-}
-
-impl NotifySocket {
-    fn bind(dir: &Path) -> NotifySocket {
-        let path = dir.join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let m = messages.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match sock.recv(&mut buf) {
-                    Ok(n) => m
-                        .lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock
-                            || e.kind() == std::io::ErrorKind::TimedOut =>
-                    {
-                        if Arc::strong_count(&m) == 1 {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        NotifySocket { path, messages }
-    }
-
-    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(m) = self
-                .messages
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|m| m.contains(needle))
-            {
-                return m.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no notification with {needle:?} in {:?}",
-                self.messages.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_sigterm() {
     let db = TestDb::migrated().await;
@@ -329,9 +269,9 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
         ],
     );
     let mut w = Proc::spawn(Path::new(BIN), &["worker"], dir.path(), &as_refs(&env));
-    let ready = notify.wait_for("READY=1", Duration::from_secs(10));
+    let ready = notify.wait_for_text("READY=1", Duration::from_secs(10));
     assert!(ready.contains("STATUS=worker: 12 slots"), "{ready}");
-    notify.wait_for("WATCHDOG=1", Duration::from_secs(5));
+    notify.wait_for_text("WATCHDOG=1", Duration::from_secs(5));
 
     // The heartbeat feeds health, and the built-in schedules are seeded.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -446,7 +386,7 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
     );
 
     w.signal(rustix::process::Signal::TERM);
-    notify.wait_for("STOPPING=1", Duration::from_secs(5));
+    notify.wait_for_text("STOPPING=1", Duration::from_secs(5));
     let status = w.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status}");
 }

@@ -50,38 +50,49 @@ pub async fn get(
 
 /// `POST /jobs/{id}/retry`: a dead job runs again with a fresh attempt count.
 pub async fn retry(
-    State(state): State<AppState>,
+    state: State<AppState>,
     user: CurrentUser,
     meta: RequestMeta,
-    Path(id): Path<i64>,
+    id: Path<i64>,
 ) -> Result<Envelope<Value>, ApiError> {
-    admin_only(&user)?;
-    let client = state.db().get().await?;
-    let job = admin::retry_job(&**client, id).await.map_err(api_error)?;
-    audit::write(
-        &**client,
-        &user.actor(&meta),
-        Entry::new("job", "retry", "重试任务").record("jobs", id),
-    )
-    .await?;
-    Ok(Envelope(json!(job)))
+    change(state, user, meta, id, Change::Retry).await
 }
 
 /// `POST /jobs/{id}/cancel`: only jobs that have not started.
 pub async fn cancel(
+    state: State<AppState>,
+    user: CurrentUser,
+    meta: RequestMeta,
+    id: Path<i64>,
+) -> Result<Envelope<Value>, ApiError> {
+    change(state, user, meta, id, Change::Cancel).await
+}
+
+enum Change {
+    Retry,
+    Cancel,
+}
+
+async fn change(
     State(state): State<AppState>,
     user: CurrentUser,
     meta: RequestMeta,
     Path(id): Path<i64>,
+    what: Change,
 ) -> Result<Envelope<Value>, ApiError> {
     admin_only(&user)?;
     let client = state.db().get().await?;
-    let job = admin::cancel_job(&**client, id).await.map_err(api_error)?;
-    audit::write(
-        &**client,
-        &user.actor(&meta),
-        Entry::new("job", "cancel", "取消任务").record("jobs", id),
-    )
-    .await?;
+    let (job, entry) = match what {
+        Change::Retry => (
+            admin::retry_job(&**client, id).await,
+            Entry::new("job", "retry", "重试任务"),
+        ),
+        Change::Cancel => (
+            admin::cancel_job(&**client, id).await,
+            Entry::new("job", "cancel", "取消任务"),
+        ),
+    };
+    let job = job.map_err(api_error)?;
+    audit::write(&**client, &user.actor(&meta), entry.record("jobs", id)).await?;
     Ok(Envelope(json!(job)))
 }

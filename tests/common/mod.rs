@@ -6,6 +6,7 @@ pub mod jobs;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -511,4 +512,66 @@ pub fn code(body: &serde_json::Value) -> String {
         .or_else(|| body["error"]["code"].as_str())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Collects the datagrams the server sends to its `NOTIFY_SOCKET`.
+pub struct NotifySocket {
+    pub path: std::path::PathBuf,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl NotifySocket {
+    pub fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let m = messages.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => m
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        if Arc::strong_count(&m) == 1 {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        NotifySocket { path, messages }
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    pub fn wait_for(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.all().into_iter().find(|m| pred(m)) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching notification in {:?}",
+                self.all()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for a datagram containing `needle`.
+    pub fn wait_for_text(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for(|m| m.contains(needle), timeout)
+    }
 }
