@@ -19,7 +19,7 @@ use crate::http::tls::{CertificateStore, LoadedCertificate};
 use crate::lifecycle::{Lifecycle, TaskName};
 use crate::redis::Redis;
 use crate::state::AppState;
-use crate::systemd::InheritedSockets;
+use crate::systemd::{self, InheritedSockets};
 
 pub struct Application {
     state: AppState,
@@ -190,7 +190,9 @@ pub async fn prepare_database(
         );
         return Ok(());
     }
-    match run_migrations(&config.db).await {
+    let first_attempt =
+        systemd::extending_startup("applying database migrations", run_migrations(&config.db));
+    match first_attempt.await {
         Ok(_) => {
             if dev && let Err(e) = bootstrap_admin(config).await {
                 tracing::warn!(error = format!("{e:#}"), "could not create the first admin");

@@ -100,6 +100,37 @@ pub fn reloading() {
     }
 }
 
+/// How much longer systemd should wait for READY=1 each time a slow startup step checks in.
+const STARTUP_EXTENSION: Duration = Duration::from_secs(30);
+/// A step quicker than this sends nothing (the common case: no migration pending).
+const STARTUP_EXTENSION_AFTER: Duration = Duration::from_secs(2);
+/// How often a slow step checks in: well inside [`STARTUP_EXTENSION`].
+const STARTUP_EXTENSION_EVERY: Duration = Duration::from_secs(10);
+
+/// Run a startup step that may legitimately take longer than the unit's `TimeoutStartSec=`
+/// (a large migration, or waiting for another process's), telling systemd it is alive:
+/// `EXTEND_TIMEOUT_USEC=` with a `STATUS=` saying what it waits for and how long it has taken.
+/// Without this, systemd would kill the process mid-migration and the restart would start over.
+pub async fn extending_startup<T>(what: &str, step: impl Future<Output = T>) -> T {
+    let started = tokio::time::Instant::now();
+    let mut tick =
+        tokio::time::interval_at(started + STARTUP_EXTENSION_AFTER, STARTUP_EXTENSION_EVERY);
+    tokio::pin!(step);
+    loop {
+        tokio::select! {
+            out = &mut step => return out,
+            _ = tick.tick() => {
+                let status = format!("{what} ({} s so far)", started.elapsed().as_secs());
+                tracing::info!(step = what, elapsed_s = started.elapsed().as_secs(), "startup step still running; extending systemd's start timeout");
+                send(&[
+                    NotifyState::ExtendTimeoutUsec(STARTUP_EXTENSION.as_micros() as u32),
+                    NotifyState::Status(&status),
+                ]);
+            }
+        }
+    }
+}
+
 pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{BIN, Process, TestDb, as_refs, production_env};
+use common::{BIN, NotifySocket, Process, TestDb, as_refs, production_env};
 
 fn migrate_cmd(db_env: &[(String, String)], args: &[&str]) -> Command {
     let dir = std::env::temp_dir();
@@ -267,4 +267,63 @@ async fn serve_applies_pending_migrations_at_start_unless_disabled() {
         applied_versions(&db).await.len(),
         euraflow::db::migrate::EMBEDDED.len()
     );
+}
+
+/// A start that waits on a migration (here: another process holding the migration lock, as when
+/// the server and the worker start together on a large upgrade) keeps extending systemd's start
+/// timeout instead of being killed by `TimeoutStartSec=` halfway, then becomes ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_migration_extends_the_systemd_start_timeout() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let mut env = production_env(dir.path());
+    env.extend(db.env());
+    env.push(("NOTIFY_SOCKET".into(), notify.path.display().to_string()));
+
+    let holder = db.client().await;
+    holder
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&euraflow::db::migrate::LOCK_KEY],
+        )
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        holder
+            .execute(
+                "SELECT pg_advisory_unlock($1)",
+                &[&euraflow::db::migrate::LOCK_KEY],
+            )
+            .await
+            .unwrap();
+        holder
+    });
+
+    let mut p =
+        tokio::task::spawn_blocking(move || Process::spawn(dir.path(), &["serve"], &as_refs(&env)))
+            .await
+            .unwrap();
+    let _holder = release.await.unwrap();
+
+    let all = notify.all();
+    let extend = all
+        .iter()
+        .position(|m| m.contains("EXTEND_TIMEOUT_USEC=30000000"))
+        .unwrap_or_else(|| panic!("no EXTEND_TIMEOUT_USEC before READY: {all:?}"));
+    assert!(
+        all[extend].contains("STATUS=applying database migrations ("),
+        "the extension says why: {:?}",
+        all[extend]
+    );
+    let ready = notify.wait_for_text("READY=1", Duration::from_secs(5));
+    let ready_at = notify.all().iter().position(|m| *m == ready).unwrap();
+    assert!(extend < ready_at, "{:?}", notify.all());
+    assert_eq!(
+        applied_versions(&db).await.len(),
+        euraflow::db::migrate::EMBEDDED.len()
+    );
+    p.signal(rustix::process::Signal::TERM);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }

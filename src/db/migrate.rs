@@ -24,7 +24,7 @@ pub struct Migration {
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Key of the advisory lock serialising migration runs (any constant unique to this purpose).
-const LOCK_KEY: i64 = 0x6566_6d69_6772_6174; // "efmigrat"
+pub const LOCK_KEY: i64 = 0x6566_6d69_6772_6174; // "efmigrat"
 
 impl Migration {
     pub fn checksum(&self) -> String {
