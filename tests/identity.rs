@@ -669,3 +669,102 @@ async fn settings_round_trip_with_defaults_and_validation() {
     assert_eq!(call(&srv, Method::GET, "/settings", &t, None).await.1, s);
     srv.stop().await;
 }
+
+/// Operator data (metrics, server status, health details) goes to the local operator and to admins,
+/// never to other users, and never to a client that a local proxy forwards to the loopback
+/// listener (nginx's CDN-origin role): such a request is a loopback peer but not the operator, and
+/// it is rate limited like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_data_is_for_local_operators_and_admins_not_proxied_clients() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "ops", "admin", None, &hash("ops-password-1")).await;
+    insert_user(
+        &db,
+        "seller",
+        "main_account",
+        None,
+        &hash("seller-password-1"),
+    )
+    .await;
+    let srv = server(&db, &[("EF__RATE_LIMIT_DEFAULT", "5/minute")]).await;
+    let (admin, _) = tokens(&srv, "ops", "ops-password-1").await;
+    let (seller, _) = tokens(&srv, "seller", "seller-password-1").await;
+
+    for path in ["/system/metrics", "/system/status"] {
+        let (status, _) = call(&srv, Method::GET, path, &admin, None).await;
+        assert_eq!(status, 200, "an admin over HTTPS gets {path}");
+        let (status, body) = call(&srv, Method::GET, path, &seller, None).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(code(&body), "INSUFFICIENT_PERMISSIONS");
+        let r = srv
+            .client()
+            .get(srv.https_url(&format!("/api/ef/v1{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "anonymous over HTTPS: {path}");
+    }
+    let (status, body) = call(&srv, Method::GET, "/health?details=1", &admin, None).await;
+    assert_eq!(status, 200);
+    assert!(
+        body["data"]["version"].is_string(),
+        "admin sees details: {body}"
+    );
+    let (status, body) = call(&srv, Method::GET, "/health?details=1", &seller, None).await;
+    assert_eq!(status, 200, "health never fails on credentials: {body}");
+    assert!(body["data"].get("version").is_none(), "{body}");
+
+    // Through a local proxy: loopback peer, but a forwarding header says whose request it is.
+    let plain = reqwest::Client::new();
+    let proxied = |path: &str| {
+        plain
+            .get(srv.http_url(&format!("/api/ef/v1{path}")))
+            .header("X-Forwarded-For", "203.0.113.9")
+    };
+    for path in ["/system/metrics", "/system/status"] {
+        let r = proxied(path).send().await.unwrap();
+        assert_eq!(r.status(), 403, "proxied {path}");
+    }
+    let v: serde_json::Value = proxied("/health?details=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["data"].get("version").is_none(), "proxied details: {v}");
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(
+            proxied("/system/info")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        // 5 per minute, two of them spent on the refused metrics and status above.
+        [200, 200, 200, 429, 429, 429, 429],
+        "proxied clients are rate limited"
+    );
+
+    // The operator on this machine, without a proxy: everything, and no rate limit.
+    for _ in 0..7 {
+        let r = plain
+            .get(srv.http_url("/api/ef/v1/system/info"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = plain
+        .get(srv.http_url("/api/ef/v1/system/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    srv.stop().await;
+}

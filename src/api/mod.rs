@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod jobs;
 pub mod json;
+pub mod operator;
 pub mod settings;
 pub mod sync_services;
 pub mod system;

@@ -2,12 +2,12 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 use serde_json::json;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
-use crate::http::server::ConnInfo;
+use super::operator::Operator;
 use crate::ops::status;
 use crate::state::AppState;
 
@@ -22,24 +22,9 @@ pub async fn info() -> Envelope<serde_json::Value> {
     }))
 }
 
-fn local_only(conn: Option<&ConnInfo>, what: &str) -> Result<(), ApiError> {
-    if conn.is_some_and(ConnInfo::is_local_operator) {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        format!("{what} is served on the loopback listener (127.0.0.1:8000) only"),
-    ))
-}
-
-/// `GET /system/metrics` — Prometheus text, for a scraper on this machine (the original required
-/// a JWT, so Prometheus could not scrape it).
-pub async fn metrics(
-    State(state): State<AppState>,
-    conn: Option<axum::Extension<ConnInfo>>,
-) -> Result<Response, ApiError> {
-    local_only(conn.as_deref(), "/system/metrics")?;
+/// `GET /system/metrics` — Prometheus text, for a scraper on this machine without credentials
+/// (the original required a JWT, so Prometheus could not scrape it), and for admins.
+pub async fn metrics(State(state): State<AppState>, _: Operator) -> Result<Response, ApiError> {
     if !state.config().http.metrics_enabled {
         return Err(ApiError::not_found(
             "metrics are disabled (EF__METRICS_ENABLED=false)",
@@ -69,8 +54,7 @@ pub async fn metrics(
 /// PostgreSQL and Redis connection counts against their limits.
 pub async fn server_status(
     State(state): State<AppState>,
-    conn: Option<axum::Extension<ConnInfo>>,
+    _: Operator,
 ) -> Result<Envelope<status::ServerView>, ApiError> {
-    local_only(conn.as_deref(), "/system/status")?;
     Ok(Envelope(status::server_view(&state).await?))
 }

@@ -53,12 +53,18 @@ pub struct ConnInfo {
     pub kind: ListenerKind,
 }
 
+/// Headers a reverse proxy adds: a request carrying one came from somewhere else.
+const FORWARDING_HEADERS: [&str; 3] = ["x-forwarded-for", "x-real-ip", "forwarded"];
+
 impl ConnInfo {
-    /// A request from this machine on the plain loopback listener: the local operator (health
-    /// details, metrics, status). Forwarded headers do not count: only the TCP peer.
-    pub fn is_local_operator(&self) -> bool {
+    /// A request made on this machine, on the plain loopback listener: the local operator (health
+    /// details, metrics, status, no rate limit). The TCP peer alone is not enough: a local nginx
+    /// (the CDN-origin role) proxying to 127.0.0.1:8000 is a loopback peer too, so a request that
+    /// carries a proxy's forwarding header is someone else's and gets no such trust.
+    pub fn is_local_operator(&self, headers: &http::HeaderMap) -> bool {
         self.kind == ListenerKind::Http
             && crate::config::value::canonical_ip(self.peer.ip()).is_loopback()
+            && !FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h))
     }
 }
 

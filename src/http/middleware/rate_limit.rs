@@ -25,7 +25,7 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     let local = req
         .extensions()
         .get::<ConnInfo>()
-        .is_some_and(ConnInfo::is_local_operator);
+        .is_some_and(|c| c.is_local_operator(req.headers()));
     if local || EXEMPT.contains(&req.uri().path()) {
         return next.run(req).await;
     }
