@@ -124,9 +124,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => with_runtime(cli.dev, cli.config, |loaded| async move {
             migrate(&loaded.config, status, create_database).await
         }),
-        Command::Check { json } => with_runtime(cli.dev, cli.config, |loaded| async move {
-            crate::ops::check::run(&loaded, json).await
-        }),
+        Command::Check { json } => check(cli.dev, cli.config, json),
         Command::User { command } => with_runtime(cli.dev, cli.config, |loaded| async move {
             crate::ops::users::run(&loaded.config, command).await
         }),
@@ -171,6 +169,25 @@ where
         .build()
     {
         Ok(rt) => rt.block_on(f(loaded)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::code(exit::FAILURE)
+        }
+    }
+}
+
+/// `euraflow check` runs even on a configuration that `serve` would refuse: its problems are
+/// failed lines of the checklist (the first thing an operator needs to see), not an early exit.
+fn check(dev: bool, file: Option<PathBuf>, json: bool) -> ExitCode {
+    let (loaded, problems) = config::load_with_problems(&LoadOptions::from_process(dev, file));
+    let mut log = loaded.config.log.clone();
+    log.level = config::LogLevel::Warn;
+    telemetry::init(&log);
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(crate::ops::check::run(&loaded, &problems, json)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             exit::code(exit::FAILURE)

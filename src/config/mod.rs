@@ -352,6 +352,18 @@ impl Config {
 
 /// Load, layer and validate. `Err` carries every problem found.
 pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
+    let (loaded, problems) = load_with_problems(opts);
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigErrors(problems))
+    }
+}
+
+/// The configuration as far as it can be read, and every problem found. For `euraflow check`,
+/// which reports problems as failed checklist lines and still checks the rest; everything else
+/// uses [`load`] and refuses to run. A malformed value is replaced by its type's default here.
+pub fn load_with_problems(opts: &LoadOptions) -> (Loaded, Vec<ConfigError>) {
     let mut loader = Loader::new(opts);
     loader.apply_defaults();
     loader.apply_file();
@@ -361,10 +373,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     loader.apply_key_files();
     loader.resolve_state_paths();
     loader.apply_dev_secret();
-    if !loader.errors.is_empty() {
-        return Err(ConfigErrors(loader.errors));
-    }
-    loader.build()
+    let mut problems = std::mem::take(&mut loader.errors);
+    let (loaded, more) = loader.build();
+    problems.extend(more);
+    (loaded, problems)
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -794,7 +806,7 @@ impl<'o> Loader<'o> {
         }
     }
 
-    fn build(self) -> Result<Loaded, ConfigErrors> {
+    fn build(self) -> (Loaded, Vec<ConfigError>) {
         let Loader {
             settings,
             mut diagnostics,
@@ -936,15 +948,16 @@ impl<'o> Loader<'o> {
             });
         }
         validate(&config, &mut r, &mut diagnostics);
-        if !r.errors.is_empty() {
-            return Err(ConfigErrors(r.errors));
-        }
-        Ok(Loaded {
-            config,
-            settings,
-            diagnostics,
-            config_file,
-        })
+        let problems = r.errors;
+        (
+            Loaded {
+                config,
+                settings,
+                diagnostics,
+                config_file,
+            },
+            problems,
+        )
     }
 }
 

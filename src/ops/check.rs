@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::config::{Config, ListenAddr, Loaded, Source, TlsConfig};
+use crate::config::{Config, ConfigError, ListenAddr, Loaded, Source, TlsConfig};
 use crate::db;
 use crate::db::migrate;
 use crate::redis::Redis;
@@ -62,8 +62,8 @@ fn warn(id: &'static str, found: impl Into<String>, fix: impl Into<String>) -> I
     item(id, Outcome::Warn, found, Some(fix.into()))
 }
 
-pub async fn run(loaded: &Loaded, json: bool) -> ExitCode {
-    let items = collect(loaded).await;
+pub async fn run(loaded: &Loaded, problems: &[ConfigError], json: bool) -> ExitCode {
+    let items = collect(loaded, problems).await;
     if json {
         let failed = items.iter().filter(|i| i.outcome == Outcome::Fail).count();
         let out = serde_json::json!({"passed": failed == 0, "failed": failed, "checks": items});
@@ -96,15 +96,26 @@ pub async fn run(loaded: &Loaded, json: bool) -> ExitCode {
     }
 }
 
-pub async fn collect(loaded: &Loaded) -> Vec<Item> {
+/// Every line of the checklist. `problems` are the configuration's errors: one failed `config`
+/// line each (the rest is checked with defaults in place of the malformed values).
+pub async fn collect(loaded: &Loaded, problems: &[ConfigError]) -> Vec<Item> {
     let c = &loaded.config;
-    let mut items = vec![pass(
-        "config",
-        match &loaded.config_file {
-            Some(p) => format!("valid ({})", p.display()),
-            None => "valid (no configuration file)".into(),
-        },
-    )];
+    let mut items: Vec<Item> = problems
+        .iter()
+        .map(|p| match p.message.split_once("; fix: ") {
+            Some((found, fix)) => fail("config", found, fix),
+            None => fail("config", p.message.clone(), "see `euraflow config check`"),
+        })
+        .collect();
+    if problems.is_empty() {
+        items.push(pass(
+            "config",
+            match &loaded.config_file {
+                Some(p) => format!("valid ({})", p.display()),
+                None => "valid (no configuration file)".into(),
+            },
+        ));
+    }
     items.push(if c.is_production() {
         pass("production_mode", "EF__ENV=production")
     } else {
@@ -372,16 +383,14 @@ fn backup_item(c: &Config) -> Item {
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let dir = c.state_dir.join("backups");
-    let newest = std::fs::read_dir(&dir)
-        .ok()
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
-        .max();
-    let age = newest.and_then(|t| SystemTime::now().duration_since(t).ok());
-    match (timer.as_deref(), age) {
+    backup_verdict(timer.as_deref(), &c.worker.backup_dir)
+}
+
+/// The backups line from the timer's state (`systemctl is-enabled`) and the backup folder.
+fn backup_verdict(timer: Option<&str>, dir: &Path) -> Item {
+    // The same rule as `backup --unless-recent`: finished dumps only, never a `.partial`.
+    let age = crate::ops::backup::newest_backup_age(dir);
+    match (timer, age) {
         (Some("enabled"), Some(a)) if a < BACKUP_MAX_AGE => pass(
             "backups",
             format!("timer enabled, last backup {}h ago", a.as_secs() / 3600),
@@ -534,6 +543,36 @@ fn firewall_item() -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backups_count_only_finished_dumps_in_the_backup_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let verdict = |timer| backup_verdict(timer, dir.path());
+        assert_eq!(verdict(Some("disabled")).outcome, Outcome::Fail);
+        // An interrupted dump and a stray file are not backups.
+        std::fs::write(
+            dir.path()
+                .join("euraflow_backup_20261126T050000Z_euraflow.dump.partial"),
+            b"x",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        let none = verdict(Some("enabled"));
+        assert_eq!(none.outcome, Outcome::Fail);
+        assert!(
+            none.found.contains(&dir.path().display().to_string()),
+            "names the folder it looked in: {}",
+            none.found
+        );
+        std::fs::write(
+            dir.path()
+                .join("euraflow_backup_20261126T050000Z_euraflow.dump"),
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(verdict(Some("enabled")).outcome, Outcome::Pass);
+        assert_eq!(verdict(None).outcome, Outcome::Fail, "no systemd, no timer");
+    }
 
     #[test]
     fn proc_addresses() {
