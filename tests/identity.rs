@@ -364,6 +364,7 @@ async fn the_rate_limit_allows_exactly_n_per_window_across_processes() {
             .send()
             .await
             .unwrap();
+        outcomes.push(r.status().as_u16());
         if r.status() == 200 {
             assert_eq!(r.headers()["x-ratelimit-limit"], "4");
         } else {
@@ -380,8 +381,9 @@ async fn the_rate_limit_allows_exactly_n_per_window_across_processes() {
             let v: serde_json::Value = r.json().await.unwrap();
             assert_eq!(code(&v), "RATE_LIMIT_EXCEEDED");
         }
-        outcomes.push(if i % 2 == 0 { "a" } else { "b" });
     }
+    // Alternating between the two servers, the shared window admits exactly 4, then refuses.
+    assert_eq!(outcomes, [200, 200, 200, 200, 429, 429, 429, 429]);
     let mut ok = 0;
     for srv in [&a, &b] {
         let text = reqwest::get(srv.http_url("/api/ef/v1/system/metrics"))
@@ -766,5 +768,57 @@ async fn operator_data_is_for_local_operators_and_admins_not_proxied_clients() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    srv.stop().await;
+}
+
+/// A session's last activity is recorded from ordinary requests, not only at refresh, and at most
+/// once a minute (a marker in Redis), so it never costs a database write per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_activity_is_recorded_at_most_once_a_minute() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "fay", "main_account", None, &hash("fay-password-1")).await;
+    let srv = server(&db, &[]).await;
+    let (token, _) = tokens(&srv, "fay", "fay-password-1").await;
+    let pg = db.client().await;
+    let age_s = || async {
+        let age: f64 = pg
+            .query_one(
+                "SELECT extract(epoch FROM now() - s.last_activity_at)::float8
+                   FROM user_login_sessions s JOIN users u ON u.id = s.user_id
+                  WHERE u.username = 'fay' AND s.is_active",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        age
+    };
+    let backdate = || async {
+        pg.execute(
+            "UPDATE user_login_sessions SET last_activity_at = now() - interval '1 hour'",
+            &[],
+        )
+        .await
+        .unwrap();
+    };
+    backdate().await;
+    let (status, _) = call(&srv, Method::GET, "/auth/me", &token, None).await;
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while age_s().await > 60.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last_activity_at was not updated by a request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Within the minute, further requests do not write again.
+    backdate().await;
+    for _ in 0..5 {
+        let (status, _) = call(&srv, Method::GET, "/auth/me", &token, None).await;
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(age_s().await > 3000.0, "written again within the minute");
     srv.stop().await;
 }

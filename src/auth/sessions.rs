@@ -26,6 +26,8 @@ use crate::redis::Redis;
 
 /// Account state is re-read from PostgreSQL at least this often even if nothing invalidated it.
 const STATE_TTL_S: u64 = 600;
+/// A session's `last_activity_at` is written at most this often.
+const SESSION_SEEN_TTL_S: u64 = 60;
 
 /// Why a token is not accepted.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,6 +82,11 @@ impl AuthStore {
         self.redis.key(&format!("revoked:{jti}"))
     }
 
+    /// Present while a session's `last_activity_at` is fresh (set when it is written).
+    fn seen_key(&self, token: &str) -> String {
+        self.redis.key(&format!("session_seen:{token}"))
+    }
+
     /// Is this access token still good, and what is its user's account state?
     pub async fn check(&self, claims: &AccessClaims) -> Result<AccountState, CheckError> {
         let user_id: i64 = claims
@@ -88,8 +95,9 @@ impl AuthStore {
             .map_err(|_| CheckError::Rejected(Rejection::UnknownUser))?;
         let session_key = claims.session_token.as_deref().map(|t| self.session_key(t));
         let mut keys = vec![self.revoked_key(&claims.jti), self.state_key(user_id)];
-        if let Some(k) = &session_key {
+        if let (Some(k), Some(token)) = (&session_key, claims.session_token.as_deref()) {
             keys.push(k.clone());
+            keys.push(self.seen_key(token));
         }
         let cached: Result<Vec<Option<String>>, _> =
             self.redis.query(redis::cmd("MGET").arg(&keys)).await;
@@ -108,6 +116,9 @@ impl AuthStore {
             if !active {
                 return Err(CheckError::Rejected(Rejection::SessionEnded));
             }
+            if cached.get(3).is_none_or(Option::is_none) {
+                self.touch_session(token);
+            }
         }
         let state = match cached
             .get(1)
@@ -119,6 +130,45 @@ impl AuthStore {
             None => self.refill_state(user_id).await?,
         };
         Ok(state)
+    }
+
+    /// Record that the session was used (`last_activity_at`), at most once a minute per session
+    /// and off the request's path: the marker key in Redis is what makes it rare, and it rides
+    /// along in the check's one MGET, so an ordinary request costs nothing extra.
+    fn touch_session(&self, token: &str) {
+        let db = self.db.clone();
+        let redis = self.redis.clone();
+        let seen = self.seen_key(token);
+        let token = token.to_owned();
+        tokio::spawn(async move {
+            let first: Result<Option<String>, _> = redis
+                .query(
+                    redis::cmd("SET")
+                        .arg(&seen)
+                        .arg(1)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(SESSION_SEEN_TTL_S),
+                )
+                .await;
+            if !matches!(first, Ok(Some(_))) {
+                return; // another request (or process) does it, or Redis is down
+            }
+            let updated = async {
+                let client = db.get().await?;
+                client
+                    .execute(
+                        "UPDATE user_login_sessions SET last_activity_at = now()
+                          WHERE session_token = $1 AND is_active",
+                        &[&token],
+                    )
+                    .await
+                    .map_err(crate::db::DbError::from)
+            };
+            if let Err(e) = updated.await {
+                tracing::debug!(error = %e, "session activity not recorded");
+            }
+        });
     }
 
     async fn check_without_redis(
