@@ -50,10 +50,42 @@ async fn applied_versions(db: &TestDb) -> Vec<(i64, i64)> {
 async fn two_processes_migrating_at_once_apply_each_migration_once() {
     let db = TestDb::create().await;
     let env = db.env();
+    // Make them overlap for sure: both start while the migration lock is held, and it is released
+    // only once both wait for it.
+    let holder = db.client().await;
+    let key = euraflow::db::migrate::LOCK_KEY;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
     let (a, b) = (
         migrate_cmd(&env, &[]).spawn().unwrap(),
         migrate_cmd(&env, &[]).spawn().unwrap(),
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = holder
+            .query_one(
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                 WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} of 2 processes wait for the migration lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
     let (a, b) = tokio::task::spawn_blocking(move || {
         (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
     })

@@ -202,22 +202,10 @@ phase_install() {
 	is "euraflow.socket active" active systemctl is-active euraflow.socket
 	is "euraflow-http.socket active" active systemctl is-active euraflow-http.socket
 	is "euraflow.service not started before the first request" inactive systemctl is-active euraflow.service
-	# The worker and the backup timer are switched on by the postinst once the binary has the
-	# command; both ways are checked, so this keeps passing when `worker` and `backup` land.
-	if euraflow worker --help >/dev/null 2>&1; then
-		is "euraflow-worker.service enabled (binary has 'worker')" enabled systemctl is-enabled euraflow-worker.service
-		is "euraflow-worker.service active" active systemctl is-active euraflow-worker.service
-	else
-		has "postinst: worker stays off, this binary has no 'worker'" "no 'euraflow worker' command yet" cat "$SCRATCH/install.log"
-		is "euraflow-worker.service not enabled" disabled systemctl is-enabled euraflow-worker.service
-		is "euraflow-worker.service not started" inactive systemctl is-active euraflow-worker.service
-	fi
-	if euraflow backup --help >/dev/null 2>&1; then
-		is "euraflow-backup.timer enabled (binary has 'backup')" enabled systemctl is-enabled euraflow-backup.timer
-		is "euraflow-backup.timer active" active systemctl is-active euraflow-backup.timer
-	else
-		is "euraflow-backup.timer not enabled (no 'backup' yet)" disabled systemctl is-enabled euraflow-backup.timer
-	fi
+	is "euraflow-worker.service enabled" enabled systemctl is-enabled euraflow-worker.service
+	is "euraflow-worker.service active" active systemctl is-active euraflow-worker.service
+	is "euraflow-backup.timer enabled" enabled systemctl is-enabled euraflow-backup.timer
+	is "euraflow-backup.timer active" active systemctl is-active euraflow-backup.timer
 	has "PID 1 holds port 443" 'pid=1,' ss -Hltnp 'sport = :443'
 	has "PID 1 holds 127.0.0.1:8000" 'pid=1,' ss -Hltnp 'src 127.0.0.1 and sport = :8000'
 
@@ -427,9 +415,7 @@ nginx_checks() {
 	rm -f /etc/nginx/sites-enabled/euraflow /etc/nginx/sites-enabled/euraflow-cdn
 }
 
-# Checks that need the database layer, the worker and the users; they are added here as those
-# land (issue 6, item 7):
-#   - euraflow-worker.service enabled and active (postinst gate on `euraflow worker --help`)
+# Checks that need the database layer, the worker and the users (issue 6, item 7):
 #   - GET /api/ef/v1/health: 200 with database, Redis and worker ok
 #   - login with the initial admin password (path printed by the postinst, 0600)
 #   - `euraflow check` passes except the checks that need a real domain
@@ -451,15 +437,13 @@ checks_after_database_layer() {
 	is "health: database ok" ok jq -r .data.checks.database.status <<<"$health"
 	is "health: redis ok" ok jq -r .data.checks.redis.status <<<"$health"
 	is "health: migrations ok" ok jq -r .data.checks.migrations.status <<<"$health"
-	if euraflow worker --help >/dev/null 2>&1; then
-		local w="" i
-		for i in $(seq 1 30); do
-			w=$(curl -sS -k --max-time 10 https://127.0.0.1/api/ef/v1/health | jq -r .data.checks.worker.status)
-			[ "$w" = ok ] && break
-			sleep 1
-		done
-		is "health: worker ok (heartbeat from euraflow-worker)" ok echo "$w"
-	fi
+	local w="" i
+	for i in $(seq 1 30); do
+		w=$(curl -sS -k --max-time 10 https://127.0.0.1/api/ef/v1/health | jq -r .data.checks.worker.status)
+		[ "$w" = ok ] && break
+		sleep 1
+	done
+	is "health: worker ok (heartbeat from euraflow-worker)" ok echo "$w"
 	has "health details on the loopback listener: pool numbers" '"max":100' \
 		curl -sS --max-time 10 'http://127.0.0.1:8000/api/ef/v1/health?details=1'
 
@@ -478,16 +462,11 @@ checks_after_database_layer() {
 	# max_connections was raised by the postinst; PostgreSQL applies it at its restart.
 	has "postinst raised max_connections for the guide" "max_connections raised" cat "$SCRATCH/install.log"
 	check "systemctl restart postgresql (to apply max_connections)" systemctl restart postgresql
-	if euraflow backup --help >/dev/null 2>&1; then
-		check "a backup now: systemctl start euraflow-backup" systemctl start euraflow-backup.service
-	fi
+	check "a backup now: systemctl start euraflow-backup" systemctl start euraflow-backup.service
 	local report failed
 	report=$(cd / && runuser -u euraflow -- euraflow check --json 2>&1)
-	# What cannot pass in a test container: a certificate for a real domain (ours is made up),
-	# and parts of this release that are not built yet.
+	# What cannot pass in a test container: a certificate for a real domain (ours is made up).
 	local allowed="tls_certificate tls_expiry tls_hostname"
-	euraflow worker --help >/dev/null 2>&1 || allowed="$allowed worker"
-	euraflow backup --help >/dev/null 2>&1 || allowed="$allowed backups"
 	failed=$(jq -r '.checks[] | select(.outcome == "fail") | .id' <<<"$report" 2>/dev/null | tr '\n' ' ')
 	local unexpected="" f
 	for f in $failed; do
