@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{TestServer, raw_http, status_of};
+use futures_util::StreamExt;
 use reqwest::{StatusCode, Version};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,4 +393,74 @@ async fn a_connection_accepted_before_the_stop_still_gets_its_first_request_answ
     );
     stopping.await.unwrap();
     assert!(TcpStream::connect(addr).is_err());
+}
+
+/// An HTTP/2 connection answers the server's pings, so nothing but an idle limit ever closes it:
+/// without one, parked connections would hold every `EF__MAX_CONNECTIONS` slot. Idle means no
+/// request in progress: a request slower than the limit (here a body that trickles in) is never
+/// cut, and the connection closes (GOAWAY) once it has been idle for the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_but_slow_requests_are_not() {
+    let srv = TestServer::start(&[("EF__KEEPALIVE_TIMEOUT", "1s")]).await;
+    let stats = || srv.state().stats().open_connections();
+    let wait_for_no_connections = |within: Duration| async move {
+        let deadline = Instant::now() + within;
+        while stats() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} connections still open",
+                stats()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let client = srv.client();
+
+    let r = client.get(srv.https_url("/healthz")).send().await.unwrap();
+    assert_eq!(r.version(), Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(stats(), 1);
+    let idle_since = Instant::now();
+    wait_for_no_connections(Duration::from_secs(5)).await;
+    assert!(
+        idle_since.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}, before the limit",
+        idle_since.elapsed()
+    );
+
+    // A request body that takes 2.5 s (2.5 limits) to arrive.
+    let chunks = [
+        "{\"username\":",
+        "\"nobody\",",
+        "\"password\":",
+        "\"wrong-password\"}",
+    ];
+    let body = futures_util::stream::iter(chunks).then(|c| async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        Ok::<_, std::io::Error>(c)
+    });
+    let r = client
+        .post(srv.https_url("/api/ef/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .expect("the slow request completed on its connection");
+    assert_eq!(r.version(), Version::HTTP_2);
+    assert_ne!(r.status(), 200);
+    assert!(
+        r.status().is_client_error() || r.status().is_server_error(),
+        "{}",
+        r.status()
+    );
+    // Had the connection been shut down while the request was in progress, it would close as
+    // soon as that request ended; it stays open for the whole limit after it.
+    let idle_since = Instant::now();
+    wait_for_no_connections(Duration::from_secs(5)).await;
+    assert!(
+        idle_since.elapsed() >= Duration::from_millis(900),
+        "the connection was shut down during the slow request (closed {:?} after it)",
+        idle_since.elapsed()
+    );
+    srv.stop().await;
 }

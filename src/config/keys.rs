@@ -156,6 +156,12 @@ pub static KEYS: &[Key] = &[
         "Time a client has to send complete request headers; also how long an idle keep-alive connection stays open.",
     ),
     key(
+        "EF__KEEPALIVE_TIMEOUT",
+        "server",
+        Value("75s"),
+        "A connection with no request in progress for this long is closed (HTTP/2 with GOAWAY); nginx's keepalive_timeout.",
+    ),
+    key(
         "EF__TLS_HANDSHAKE_TIMEOUT",
         "server",
         Value("10s"),

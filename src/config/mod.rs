@@ -217,6 +217,8 @@ pub struct HttpConfig {
     pub max_body_size: u64,
     pub request_timeout: Duration,
     pub header_timeout: Duration,
+    /// An open connection with no request in progress is closed after this long.
+    pub keepalive_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub ws_idle_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -857,6 +859,7 @@ impl<'o> Loader<'o> {
                 max_body_size: r.get::<ByteSize>("EF__MAX_BODY_SIZE").0,
                 request_timeout: r.get::<Timeout>("EF__REQUEST_TIMEOUT").0,
                 header_timeout: r.get::<Timeout>("EF__HTTP_HEADER_TIMEOUT").0,
+                keepalive_timeout: r.get::<Timeout>("EF__KEEPALIVE_TIMEOUT").0,
                 tls_handshake_timeout: r.get::<Timeout>("EF__TLS_HANDSHAKE_TIMEOUT").0,
                 ws_idle_timeout: r.get::<Timeout>("EF__WS_IDLE_TIMEOUT").0,
                 shutdown_timeout: r.get::<Timeout>("EF__SHUTDOWN_TIMEOUT").0,

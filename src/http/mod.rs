@@ -1,6 +1,7 @@
 //! The HTTP side: accept loop and connections (`server`), TLS (`tls`), the route table
 //! (`router`), static files, and one file per middleware concern.
 
+pub mod idle;
 pub mod middleware;
 pub mod router;
 pub mod server;

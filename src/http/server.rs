@@ -25,6 +25,7 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use super::idle::Activity;
 use crate::config::HttpConfig;
 use crate::state::AppState;
 
@@ -89,6 +90,7 @@ pub struct HttpServer {
     builder: auto::Builder<TokioExecutor>,
     connection_slots: Arc<Semaphore>,
     handshake_timeout: Duration,
+    keepalive_timeout: Duration,
     /// Every connection's task, so the drain can wait for them.
     connections: tokio_util::task::TaskTracker,
     /// Cancelled when the drain begins: connections finish their current request and close.
@@ -119,6 +121,7 @@ impl HttpServer {
             builder,
             connection_slots: Arc::new(Semaphore::new(cfg.max_connections)),
             handshake_timeout: cfg.tls_handshake_timeout,
+            keepalive_timeout: cfg.keepalive_timeout,
             connections: tokio_util::task::TaskTracker::new(),
             draining: CancellationToken::new(),
             force_close: CancellationToken::new(),
@@ -181,12 +184,24 @@ impl HttpServer {
         let router = self.router.clone();
         let requests_seen = Arc::new(AtomicBool::new(false));
         let seen = requests_seen.clone();
-        let service =
-            TowerToHyperService::new(router.map_request(move |mut req: Request<Incoming>| {
-                seen.store(true, Ordering::Relaxed);
-                req.extensions_mut().insert(info);
-                req
-            }));
+        let activity = Activity::new();
+        let tracked = activity.clone();
+        let service = TowerToHyperService::new(
+            router
+                .map_request(move |mut req: Request<Incoming>| {
+                    seen.store(true, Ordering::Relaxed);
+                    req.extensions_mut().insert(info);
+                    req
+                })
+                .map_future(move |response| {
+                    let in_flight = tracked.begin();
+                    async move {
+                        let r = response.await;
+                        drop(in_flight);
+                        r
+                    }
+                }),
+        );
         let io = match tls {
             Some(acceptor) => {
                 let handshake = tokio::select! {
@@ -214,9 +229,17 @@ impl HttpServer {
             .serve_connection_with_upgrades(TokioIo::new(io), service);
         let mut conn = std::pin::pin!(conn);
 
-        // Serve until the connection ends or the drain begins.
+        // Serve until the connection ends, stays idle too long, or the drain begins.
         let result = tokio::select! {
             r = conn.as_mut() => Some(r),
+            _ = activity.idle_for(self.keepalive_timeout) => {
+                tracing::debug!(peer = %info.peer, "closing an idle connection");
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    r = conn.as_mut() => Some(r),
+                    _ = self.force_close.cancelled() => return,
+                }
+            }
             _ = self.draining.cancelled() => None,
             _ = self.force_close.cancelled() => return,
         };
