@@ -8,9 +8,11 @@
 //! keeps working. argon2id has no such limit.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
 
 use crate::config::PasswordHash;
 
@@ -85,13 +87,25 @@ pub fn policy_violation(password: &str) -> Option<&'static str> {
     }
 }
 
+/// A bcrypt hash at the original's cost (12), verified once to learn what the slowest stored hash
+/// costs on this machine. Its password does not matter.
+const CALIBRATION_HASH: &str = "$2b$12$wogTz4VFiwKv4AlnYzBwzehangBN0j7GguuEJdYNwb1lG8DmCJSxu";
+/// Margin over the calibrated bcrypt time, for its jitter.
+const FLOOR_MARGIN: f64 = 1.25;
+
 /// Hashing off the async threads, at most a few at a time (a login storm must not take every
 /// blocking thread), with a dummy hash to spend the same time on unknown users.
+///
+/// A dummy hash alone is not enough: an imported database holds bcrypt hashes (cost 12, ~10x
+/// slower than our argon2id) until each user logs in again, so "unknown user" (argon2id dummy)
+/// and "dormant imported user, wrong password" (bcrypt) would be told apart by their time. Every
+/// failed verification therefore lasts at least the calibrated bcrypt time (a sleep, not CPU).
 #[derive(Clone)]
 pub struct Passwords {
     scheme: PasswordHash,
     slots: Arc<Semaphore>,
     dummy: Arc<String>,
+    failure_floor: Arc<OnceCell<Duration>>,
 }
 
 impl Passwords {
@@ -101,11 +115,39 @@ impl Passwords {
             .unwrap_or(2)
             .max(2);
         let dummy = hash_blocking("a password nobody has: timing equaliser", scheme)?;
-        Ok(Passwords {
+        let passwords = Passwords {
             scheme,
             slots: Arc::new(Semaphore::new(parallel)),
             dummy: Arc::new(dummy),
-        })
+            failure_floor: Arc::new(OnceCell::new()),
+        };
+        // Calibrate now rather than during the first failed login, when there is a runtime.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let p = passwords.clone();
+            rt.spawn(async move {
+                p.failure_floor().await;
+            });
+        }
+        Ok(passwords)
+    }
+
+    /// How long every failed verification takes at least (see the type's documentation).
+    pub async fn failure_floor(&self) -> Duration {
+        *self
+            .failure_floor
+            .get_or_init(|| async {
+                let started = Instant::now();
+                let _ = self
+                    .run(|| verify_blocking("calibration", CALIBRATION_HASH))
+                    .await;
+                let floor = started.elapsed().mul_f64(FLOOR_MARGIN);
+                tracing::debug!(
+                    floor_ms = floor.as_millis() as u64,
+                    "failed logins take at least this long"
+                );
+                floor
+            })
+            .await
     }
 
     pub fn scheme(&self) -> PasswordHash {
@@ -134,8 +176,13 @@ impl Passwords {
             Some(h) => (h.to_owned(), true),
             None => (self.dummy.as_str().to_owned(), false),
         };
-        let ok = self.run(move || verify_blocking(&password, &hash)).await?;
-        Ok(ok && real)
+        let started = Instant::now();
+        let ok = self.run(move || verify_blocking(&password, &hash)).await? && real;
+        if !ok {
+            let floor = self.failure_floor().await;
+            tokio::time::sleep_until(started + floor).await;
+        }
+        Ok(ok)
     }
 
     pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
@@ -160,6 +207,25 @@ mod tests {
         "跨境电商平台密码测试跨境电商平台密码测试跨境电商平台密码测试跨境电商平台密码测试尾巴",
         "$2b$12$d54UTmW0ENxSreV.JCdAAOJeFLJ2zGM2iGTrNLCFgCRAH7fxFH5W2",
     );
+
+    /// Unknown user, wrong argon2id password and wrong bcrypt password all last at least the
+    /// floor, so their times do not tell which accounts exist (or were imported and not migrated).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_failed_verification_lasts_at_least_the_floor() {
+        let p = Passwords::new(PasswordHash::Argon2id).unwrap();
+        let floor = p.failure_floor().await;
+        let argon = p.hash("right-password").await.unwrap();
+        for hash in [None, Some(argon.as_str()), Some(CALIBRATION_HASH)] {
+            let started = Instant::now();
+            assert!(!p.verify("wrong-password", hash).await.unwrap());
+            assert!(
+                started.elapsed() >= floor,
+                "{hash:?}: {:?} < {floor:?}",
+                started.elapsed()
+            );
+        }
+        assert!(p.verify("right-password", Some(&argon)).await.unwrap());
+    }
 
     #[test]
     fn python_bcrypt_hashes_verify() {
