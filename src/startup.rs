@@ -201,7 +201,7 @@ pub async fn prepare_database(
         }
         Err(e) if e.is_unavailable() => {
             tracing::warn!(error = %e, "cannot apply migrations yet; will retry in the background");
-            let db_config = config.db.clone();
+            let config = config.clone();
             let stop = lifecycle.shutdown_token();
             lifecycle.spawn(TaskName::Migrations, async move {
                 let mut wait = Duration::from_secs(1);
@@ -210,8 +210,17 @@ pub async fn prepare_database(
                         _ = tokio::time::sleep(wait) => {}
                         _ = stop.cancelled() => return,
                     }
-                    match run_migrations(&db_config).await {
-                        Ok(_) => return,
+                    if dev && let Err(e) = db::create_database_if_missing(&config.db).await {
+                        tracing::debug!(error = format!("{e:#}"), "development database not created yet");
+                    }
+                    match run_migrations(&config.db).await {
+                        Ok(_) => {
+                            // As at a start with the database up: --dev gets its first admin.
+                            if dev && let Err(e) = bootstrap_admin(&config).await {
+                                tracing::warn!(error = format!("{e:#}"), "could not create the first admin");
+                            }
+                            return;
+                        }
                         Err(e) if e.is_unavailable() => wait = (wait * 2).min(Duration::from_secs(30)),
                         Err(e) => {
                             tracing::error!(error = %e, "migrations failed; health stays unhealthy until this is fixed");

@@ -159,3 +159,64 @@ async fn user_commands_create_reset_list_and_disable() {
     assert!(err.contains("no user named nobody"), "{err}");
     srv.stop().await;
 }
+
+/// The README's development command on a fresh checkout: `serve --dev` creates the database,
+/// applies the migrations and creates the first admin with a password only in a private file,
+/// and that password logs in. The real binary, as a developer runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_dev_creates_the_database_and_the_first_admin() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    // A name nobody created: the server must. Dropped at the end like any test database.
+    let db = TestDb {
+        name: format!("ef_test_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.env"), "").unwrap();
+    let mut env = common::isolated_env();
+    env.retain(|(k, _)| k != "EF__DB_NAME");
+    env.extend(db.env());
+    env.extend([
+        ("EF__HTTPS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("EF__API_PORT".to_owned(), "0".to_owned()),
+        (
+            "EF__CONFIG_FILE".to_owned(),
+            dir.path().join("empty.env").display().to_string(),
+        ),
+    ]);
+    let mut p = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || common::Process::spawn(&dir, &["serve", "--dev"], &as_refs(&env))
+    })
+    .await
+    .unwrap();
+
+    let state = dir.path().join(".euraflow-dev");
+    let pw_file = state.join("initial-admin-password");
+    let meta = std::fs::metadata(&pw_file).expect("the first admin's password file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let password = std::fs::read_to_string(&pw_file).unwrap().trim().to_owned();
+    assert!(password.len() >= 16, "a random password");
+    let log = p.log_text();
+    assert!(log.contains(&pw_file.display().to_string()), "the path is logged");
+    assert!(!log.contains(&password), "the password is never logged");
+
+    let ca = std::fs::read(state.join("tls/selfsigned.crt")).unwrap();
+    let client = common::client_for(&ca, p.https.unwrap(), common::Protocol::Any);
+    let r = client
+        .post(format!(
+            "https://localhost:{}/api/ef/v1/auth/login",
+            p.https.unwrap().port()
+        ))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["role"], "admin");
+
+    p.signal(rustix::process::Signal::TERM);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
