@@ -199,7 +199,10 @@ async fn serve_dev_creates_the_database_and_the_first_admin() {
     let password = std::fs::read_to_string(&pw_file).unwrap().trim().to_owned();
     assert!(password.len() >= 16, "a random password");
     let log = p.log_text();
-    assert!(log.contains(&pw_file.display().to_string()), "the path is logged");
+    assert!(
+        log.contains(&pw_file.display().to_string()),
+        "the path is logged"
+    );
     assert!(!log.contains(&password), "the password is never logged");
 
     let ca = std::fs::read(state.join("tls/selfsigned.crt")).unwrap();

@@ -228,6 +228,7 @@ async fn notify_watchdog_reload_swaps_certificates_and_sigterm_stops() {
 
     let ready = notify.wait_for(|m| m.contains("READY=1"), Duration::from_secs(5));
     assert!(ready.contains("STATUS=serving https 127.0.0.1:"), "{ready}");
+    let ready_at = std::time::Instant::now();
     // Pings at half the watchdog interval: several within a second.
     std::thread::sleep(Duration::from_millis(900));
     let pings = notify
@@ -284,6 +285,13 @@ async fn notify_watchdog_reload_swaps_certificates_and_sigterm_stops() {
         der(&cert_b)
     );
     assert!(p.log_text().matches("was refused").count() >= 2);
+
+    // The STATUS= line is refreshed every 10 s with connections and request rate.
+    let refreshed = notify.wait_for(
+        |m| m.starts_with("STATUS=serving") && m.contains("connections,") && m.contains("req/s"),
+        Duration::from_secs(12).saturating_sub(ready_at.elapsed()),
+    );
+    assert!(!refreshed.contains("READY=1"), "{refreshed}");
 
     p.signal(Signal::TERM);
     let status = p.wait_exit(Duration::from_secs(10));

@@ -272,6 +272,15 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
     let ready = notify.wait_for_text("READY=1", Duration::from_secs(10));
     assert!(ready.contains("STATUS=worker: 12 slots"), "{ready}");
     notify.wait_for_text("WATCHDOG=1", Duration::from_secs(5));
+    // Then the queue's state, refreshed every 10 s.
+    let status = notify.wait_for(
+        |m| m.starts_with("STATUS=") && m.contains("running here;"),
+        Duration::from_secs(5),
+    );
+    assert!(
+        status.contains("queued") && status.contains("dead"),
+        "{status}"
+    );
 
     // The heartbeat feeds health, and the built-in schedules are seeded.
     let deadline = Instant::now() + Duration::from_secs(10);
