@@ -606,3 +606,105 @@ async fn the_audit_log_records_each_action_with_its_origin() {
     assert!(stats["data"]["logins"].as_i64().unwrap() >= 6);
     w.srv.stop().await;
 }
+
+/// The rest of the matrix: account levels are for admins only (every verb); API keys and
+/// settings need a shop (`require_shops()`, 403 `NO_SHOPS`; admins see all shops), and a key is
+/// its owner's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn levels_keys_and_settings_by_role() {
+    let w = world().await;
+    let s = &w.srv;
+    let (status, levels) = call(s, Method::GET, "/account-levels", &w.root, None).await;
+    assert_eq!(status, 200);
+    let lid = levels[0]["id"].as_i64().unwrap();
+    let level = format!("/account-levels/{lid}");
+    assert_eq!(call(s, Method::GET, &level, &w.ops, None).await.0, 200);
+    for (who, t) in [("m1", &w.m1), ("s1", &w.s1), ("sh1", &w.sh1)] {
+        for (method, path, body) in [
+            (Method::GET, "/account-levels", None),
+            (Method::GET, level.as_str(), None),
+            (Method::POST, "/account-levels", Some(json!({"name": "x"}))),
+            (Method::PUT, level.as_str(), Some(json!({"alias": "x"}))),
+            (Method::DELETE, level.as_str(), None),
+        ] {
+            let (status, body) = call(s, method.clone(), path, t, body).await;
+            assert_eq!(status, 403, "{who} {method} {path}: {body}");
+        }
+        // No shop yet: no keys, no settings.
+        for (method, path, body) in [
+            (Method::GET, "/api-keys/", None),
+            (Method::POST, "/api-keys/", Some(json!({"name": "k"}))),
+            (Method::GET, "/settings", None),
+        ] {
+            let (status, body) = call(s, method.clone(), path, t, body).await;
+            assert_eq!(
+                (status, code(&body).as_str()),
+                (403, "NO_SHOPS"),
+                "{who} {method} {path}: {body}"
+            );
+        }
+    }
+    // Admins have every shop.
+    assert_eq!(
+        call(s, Method::GET, "/api-keys/", &w.root, None).await.0,
+        200
+    );
+    assert_eq!(
+        call(s, Method::GET, "/settings", &w.root, None).await.0,
+        200
+    );
+
+    // With a shop, m2 manages its own keys; nobody else's key is visible or deletable to it.
+    for (user, shop) in [("m1", 1_i64), ("m2", 2)] {
+        w.db.client()
+            .await
+            .execute(
+                "INSERT INTO user_shops (user_id, shop_id) VALUES ($1, $2)",
+                &[&w.ids[user], &shop],
+            )
+            .await
+            .unwrap();
+    }
+    let m1 = tokens(s, "m1", PW).await.0;
+    let m2 = tokens(s, "m2", PW).await.0;
+    let (status, k1) = call(
+        s,
+        Method::POST,
+        "/api-keys/",
+        &m1,
+        Some(json!({"name": "m1 key"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{k1}");
+    let (status, k2) = call(
+        s,
+        Method::POST,
+        "/api-keys/",
+        &m2,
+        Some(json!({"name": "m2 key"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{k2}");
+    let (_, list) = call(s, Method::GET, "/api-keys/", &m2, None).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["m2 key"]);
+    let k1_id = k1["key_id"].as_i64().unwrap();
+    for (method, path) in [
+        (Method::DELETE, format!("/api-keys/{k1_id}")),
+        (Method::PUT, format!("/api-keys/{k1_id}/regenerate")),
+    ] {
+        let (status, body) = call(s, method.clone(), &path, &m2, None).await;
+        assert_eq!(status, 404, "m2 {method} {path}: {body}");
+    }
+    let (status, _) = call(s, Method::GET, "/settings", &m2, None).await;
+    assert_eq!(status, 200);
+    // m1 can still delete its own key.
+    let (status, _) = call(s, Method::DELETE, &format!("/api-keys/{k1_id}"), &m1, None).await;
+    assert_eq!(status, 204);
+    w.srv.stop().await;
+}
