@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestDb, TestServer, as_refs};
+use rustls::pki_types::pem::PemObject;
 
 fn with(db: &TestDb, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = db.env();
@@ -366,4 +367,146 @@ async fn status_json_reports_connection_counts() {
         v["postgres"]["max_connections"].as_i64().unwrap() > 0,
         "{v}"
     );
+}
+
+fn db_config_with(db: &TestDb, extra: &[(&str, &str)]) -> euraflow::config::DbConfig {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = euraflow::config::LoadOptions {
+        dev: true,
+        config_file: None,
+        env: with(db, extra),
+        cwd: dir.path().to_path_buf(),
+        hostname: "localhost".into(),
+        username: euraflow::config::current_username(),
+    };
+    euraflow::config::load(&opts)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config
+        .db
+}
+
+/// Every pooled connection names itself and has a statement timeout, and EF__DB_SSLMODE means what
+/// libpq's sslmode means, over TCP to the local PostgreSQL (which has Debian's snakeoil TLS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_named_bounded_in_time_and_encrypted_as_configured() {
+    let db = TestDb::migrated().await;
+    let tcp = [("EF__DB_HOST", "127.0.0.1"), ("EF__DB_PORT", "5432")];
+    let pool = |extra: &[(&str, &str)]| {
+        let mut env = tcp.to_vec();
+        env.extend_from_slice(extra);
+        euraflow::db::Database::new(&db_config_with(&db, &env)).unwrap()
+    };
+    let ssl_of = |p: std::sync::Arc<euraflow::db::Database>| async move {
+        let c = p.get().await.unwrap_or_else(|e| panic!("{e}"));
+        let row = c
+            .query_one(
+                "SELECT ssl, current_setting('application_name') FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, bool>(0), row.get::<_, String>(1))
+    };
+    let ssl_on: String = db
+        .client()
+        .await
+        .query_one("SHOW ssl", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        ssl_on, "on",
+        "the test needs PostgreSQL with TLS (Debian's default)"
+    );
+
+    assert_eq!(
+        ssl_of(pool(&[("EF__DB_SSLMODE", "require")])).await,
+        (true, "euraflow".to_owned())
+    );
+    assert_eq!(
+        ssl_of(pool(&[("EF__DB_SSLMODE", "disable")])).await,
+        (false, "euraflow".to_owned())
+    );
+
+    // verify-full against the public roots: the snakeoil certificate is refused, and the error
+    // says where and why.
+    let strict = pool(&[("EF__DB_SSLMODE", "verify-full")]);
+    let Err(err) = strict.get().await else {
+        panic!("an unverifiable server must be refused");
+    };
+    let text = err.to_string();
+    assert!(text.contains("127.0.0.1:5432"), "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    // A bundle that is not one is a configuration problem, named as such.
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-bundle.pem");
+    std::fs::write(&not_pem, "nothing here").unwrap();
+    let cfg = db_config_with(
+        &db,
+        &[
+            tcp[0],
+            tcp[1],
+            ("EF__DB_SSLMODE", "verify-full"),
+            ("EF__DB_SSLROOTCERT", not_pem.to_str().unwrap()),
+        ],
+    );
+    let Err(err) = euraflow::db::Database::new(&cfg) else {
+        panic!("a bundle without certificates must be refused");
+    };
+    assert!(format!("{err:#}").contains("EF__DB_SSLROOTCERT"), "{err:#}");
+
+    // verify-full with the server's own certificate as the root: accepted, when its name is the
+    // host we connect to (Debian's snakeoil is made for the machine's name at install time).
+    let cert_file: String = db
+        .client()
+        .await
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let pem = std::fs::read(&cert_file).unwrap_or_default();
+    let names = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+        .ok()
+        .and_then(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+            let san = cert.subject_alternative_name().ok().flatten()?;
+            Some(
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .unwrap_or_default();
+    if names.iter().any(|n| n == "localhost") {
+        let verified = euraflow::db::Database::new(&db_config_with(
+            &db,
+            &[
+                ("EF__DB_HOST", "localhost"),
+                tcp[1],
+                ("EF__DB_SSLMODE", "verify-full"),
+                ("EF__DB_SSLROOTCERT", &cert_file),
+            ],
+        ))
+        .unwrap();
+        assert!(ssl_of(verified).await.0, "verified and encrypted");
+    } else {
+        println!("verify-full success not checked: {cert_file} is for {names:?}, not localhost");
+    }
+
+    // The statement timeout applies to every pooled connection.
+    let bounded = pool(&[("EF__DB_STATEMENT_TIMEOUT", "300ms")]);
+    let c = bounded.get().await.unwrap();
+    let started = Instant::now();
+    let err = c.execute("SELECT pg_sleep(5)", &[]).await.unwrap_err();
+    assert_eq!(
+        err.as_db_error().map(|e| e.code().code()),
+        Some("57014"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
 }

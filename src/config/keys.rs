@@ -337,6 +337,12 @@ pub static KEYS: &[Key] = &[
         "disable, prefer, require or verify-full (remote servers).",
     ),
     key(
+        "EF__DB_SSLROOTCERT",
+        "database",
+        Unset,
+        "CA certificates (PEM) that sign the PostgreSQL server's certificate, for EF__DB_SSLMODE=verify-full, e.g. a cloud provider's bundle. Unset: the public web roots.",
+    ),
+    key(
         "EF__DB_POOL_SIZE",
         "database",
         Value("40"),

@@ -290,6 +290,8 @@ pub struct DbConfig {
     pub user: String,
     pub password: Secret,
     pub sslmode: String,
+    /// CA bundle for `verify-full`; `None`: the public web roots.
+    pub sslrootcert: Option<PathBuf>,
     pub pool_size: usize,
     pub max_overflow: usize,
     pub pool_timeout: Duration,
@@ -896,6 +898,9 @@ impl<'o> Loader<'o> {
                 user: r.get("EF__DB_USER"),
                 password: r.get("EF__DB_PASSWORD"),
                 sslmode: r.get("EF__DB_SSLMODE"),
+                sslrootcert: r
+                    .get::<Option<PathBuf>>("EF__DB_SSLROOTCERT")
+                    .map(|p| absolute(&opts.cwd, &p)),
                 pool_size: r.get("EF__DB_POOL_SIZE"),
                 max_overflow: r.get("EF__DB_MAX_OVERFLOW"),
                 pool_timeout: r.get::<Timeout>("EF__DB_POOL_TIMEOUT").0,
@@ -1117,6 +1122,15 @@ fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<Diagnostic>)
                 r.source_of("EF__DB_SSLMODE")
             ),
         );
+    }
+    if c.db.sslrootcert.is_some() && c.db.sslmode != "verify-full" {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            message: format!(
+                "EF__DB_SSLROOTCERT is set, but EF__DB_SSLMODE={} does not verify the server's certificate; set EF__DB_SSLMODE=verify-full to use it",
+                c.db.sslmode
+            ),
+        });
     }
     for origin in &c.http.cors_origins {
         let valid = (origin.starts_with("https://") || origin.starts_with("http://"))

@@ -131,7 +131,11 @@ impl Database {
             TlsMode::EncryptOnly => {
                 Manager::from_config(pg, tls::encrypting_only()?, manager_config)
             }
-            TlsMode::Verify => Manager::from_config(pg, tls::verifying()?, manager_config),
+            TlsMode::Verify => Manager::from_config(
+                pg,
+                tls::verifying(config.sslrootcert.as_deref())?,
+                manager_config,
+            ),
         };
         let pool = Pool::builder(manager)
             .max_size(config.max_connections())
@@ -327,7 +331,8 @@ pub async fn connect_one(
             finish!(pg.connect(tls).await)
         }
         TlsMode::Verify => {
-            let tls = tls::verifying().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            let tls = tls::verifying(config.sslrootcert.as_deref())
+                .map_err(|e| DbError::Unavailable(format!("{e:#}")))?;
             finish!(pg.connect(tls).await)
         }
     }
@@ -382,7 +387,8 @@ pub async fn connect_listener(
             finish!(pg.connect(tls).await)
         }
         TlsMode::Verify => {
-            let tls = tls::verifying().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            let tls = tls::verifying(config.sslrootcert.as_deref())
+                .map_err(|e| DbError::Unavailable(format!("{e:#}")))?;
             finish!(pg.connect(tls).await)
         }
     }

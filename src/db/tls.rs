@@ -2,19 +2,42 @@
 //! encrypt without verifying the server (what libpq does for them), `verify-full` checks the chain
 //! against the public web roots and the host name. A unix-socket host never uses TLS.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::http::tls::crypto_provider;
 
-pub fn verifying() -> anyhow::Result<MakeRustlsConnect> {
+/// Verify the server's chain and host name against `root_cert` (EF__DB_SSLROOTCERT), or the
+/// public web roots when it is not set.
+pub fn verifying(root_cert: Option<&Path>) -> anyhow::Result<MakeRustlsConnect> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    match root_cert {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "EF__DB_SSLROOTCERT={}: cannot read its certificates ({e}); fix: point it at a readable PEM file of CA certificates",
+                        path.display()
+                    )
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                anyhow::bail!(
+                    "EF__DB_SSLROOTCERT={}: no usable CA certificate in it; fix: point it at the PEM bundle your PostgreSQL provider publishes",
+                    path.display()
+                );
+            }
+        }
+    }
     let config = ClientConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -21,6 +21,8 @@ use crate::config::DbConfig;
 const MAGIC: &[u8] = b"PGDMP";
 const PREFIX: &str = "euraflow_backup_";
 const SUFFIX: &str = ".dump";
+/// Debian's bundle of the system's trusted CAs (the public roots, like the server's default).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Most stderr kept from pg_dump / pg_restore for the error message.
 const MAX_STDERR: u64 = 16 * 1024;
 
@@ -59,6 +61,17 @@ fn libpq_env(cmd: &mut tokio::process::Command, db: &DbConfig) {
     }
     if !db.host.starts_with('/') {
         cmd.env("PGSSLMODE", &db.sslmode);
+        // libpq's default CA file is ~/.postgresql/root.crt, which the service user does not
+        // have; verify against what the server verifies against.
+        match &db.sslrootcert {
+            Some(path) => {
+                cmd.env("PGSSLROOTCERT", path);
+            }
+            None if Path::new(SYSTEM_CA_BUNDLE).exists() => {
+                cmd.env("PGSSLROOTCERT", SYSTEM_CA_BUNDLE);
+            }
+            None => {}
+        }
     }
 }
 
