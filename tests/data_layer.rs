@@ -181,6 +181,28 @@ async fn pending_migrations_or_a_missing_database_are_unhealthy() {
             .unwrap()
             >= 1
     );
+    // `euraflow status` asks the running server, which answers, and exits non-zero: unhealthy.
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::production_env(dir.path());
+    env.extend(empty.env());
+    env.push(("EF__API_PORT".into(), srv.http.port().to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::BIN)
+            .args(["status", "--json"])
+            .env_clear()
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["health"]["status"], "unhealthy", "{view}");
+    assert!(
+        view.get("server_error").is_none_or(|e| e.is_null()),
+        "{view}"
+    );
+    assert_eq!(out.status.code(), Some(1));
     srv.stop().await;
 
     // Without a database (isolated_env names one that does not exist).
