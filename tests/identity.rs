@@ -822,3 +822,157 @@ async fn session_activity_is_recorded_at_most_once_a_minute() {
     assert!(age_s().await > 3000.0, "written again within the minute");
     srv.stop().await;
 }
+
+fn redis_for_test(extra: &[(&str, &str)]) -> std::sync::Arc<euraflow::redis::Redis> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::isolated_env();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let opts = euraflow::config::LoadOptions {
+        dev: true,
+        config_file: None,
+        env,
+        cwd: dir.path().to_path_buf(),
+        hostname: "localhost".into(),
+        username: euraflow::config::current_username(),
+    };
+    let config = euraflow::config::load(&opts).unwrap();
+    euraflow::redis::Redis::new(&config.config.redis).unwrap()
+}
+
+/// Five failures lock out the identifier and the IP, each on its own (an attacker changing
+/// address still meets the identifier's lock; one address guessing many names meets the IP's),
+/// and each repeat doubles the lockout. The same rules hold in memory while Redis is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_lockouts_grow_and_apply_per_identifier_and_per_ip() {
+    use euraflow::auth::rate_limit::LoginLimiter;
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64().round() as u64);
+
+    for (what, redis) in [
+        ("Redis", redis_for_test(&[])),
+        (
+            "memory (Redis down)",
+            redis_for_test(&[
+                ("EF__REDIS_PORT", "1"),
+                ("EF__REDIS_CONNECT_TIMEOUT", "200ms"),
+            ]),
+        ),
+    ] {
+        let limiter = LoginLimiter::new(redis.clone());
+        for _ in 0..4 {
+            assert_eq!(
+                limiter.failed("198.51.100.1", "grace").await,
+                None,
+                "{what}"
+            );
+        }
+        assert_eq!(
+            secs(limiter.failed("198.51.100.1", "grace").await),
+            Some(60),
+            "{what}"
+        );
+        // The identifier is locked from any address; the address for any identifier.
+        assert_eq!(
+            secs(limiter.locked_for("192.0.2.99", "Grace").await),
+            Some(60),
+            "{what}"
+        );
+        assert_eq!(
+            secs(limiter.locked_for("198.51.100.1", "henry").await),
+            Some(60),
+            "{what}"
+        );
+        assert_eq!(
+            limiter.locked_for("192.0.2.99", "henry").await,
+            None,
+            "{what}"
+        );
+
+        if what == "Redis" {
+            // The lock ends (expired here by hand); the next five failures lock for twice as long.
+            let locks: Vec<String> = ["ip:198.51.100.1", "id:grace"]
+                .iter()
+                .map(|s| redis.key(&format!("login_lock:{s}")))
+                .collect();
+            let _: () = redis.query(redis::cmd("DEL").arg(&locks)).await.unwrap();
+            assert_eq!(limiter.locked_for("198.51.100.1", "grace").await, None);
+            for _ in 0..4 {
+                assert_eq!(limiter.failed("198.51.100.1", "grace").await, None);
+            }
+            assert_eq!(
+                secs(limiter.failed("198.51.100.1", "grace").await),
+                Some(120)
+            );
+            let keys: Vec<String> = ["fail", "lock", "lockouts"]
+                .iter()
+                .flat_map(|k| {
+                    ["ip:198.51.100.1", "id:grace"].map(|s| redis.key(&format!("login_{k}:{s}")))
+                })
+                .collect();
+            let _: () = redis.query(redis::cmd("DEL").arg(&keys)).await.unwrap();
+        } else {
+            // Repeated lockouts in memory grow the same way.
+            for _ in 0..4 {
+                limiter.failed("198.51.100.1", "grace").await;
+            }
+            assert_eq!(
+                secs(limiter.failed("198.51.100.1", "grace").await),
+                Some(120),
+                "{what}"
+            );
+        }
+    }
+}
+
+/// The session settings an operator may change: several sessions per user, a shorter access
+/// token, and trusting tokens while Redis is down (the documented trade-off: a logged-out token
+/// keeps working until it expires, where the default checks PostgreSQL and refuses it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_session_token_lifetime_and_fail_open_settings_are_honoured() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "gus", "main_account", None, &hash("gus-password-1")).await;
+
+    let srv = server(
+        &db,
+        &[
+            ("EF__SINGLE_SESSION", "false"),
+            ("EF__ACCESS_TOKEN_EXPIRE_MINUTES", "5"),
+        ],
+    )
+    .await;
+    let (first, _) = tokens(&srv, "gus", "gus-password-1").await;
+    let (second, _) = tokens(&srv, "gus", "gus-password-1").await;
+    for t in [&first, &second] {
+        assert_eq!(call(&srv, Method::GET, "/auth/me", t, None).await.0, 200);
+    }
+    let payload: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(first.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(),
+        300
+    );
+    srv.stop().await;
+
+    let redis_down = [("EF__REDIS_PORT", "1"), ("EF__REDIS_TIMEOUT", "500ms")];
+    for (fail_open, after_logout) in [("false", 401), ("true", 200)] {
+        let mut env = redis_down.to_vec();
+        env.push(("EF__AUTH_REDIS_FAIL_OPEN", fail_open));
+        let srv = server(&db, &env).await;
+        let (access, _) = tokens(&srv, "gus", "gus-password-1").await;
+        assert_eq!(
+            call(&srv, Method::GET, "/auth/me", &access, None).await.0,
+            200
+        );
+        let (status, _) = call(&srv, Method::POST, "/auth/logout", &access, None).await;
+        assert_eq!(status, 204);
+        assert_eq!(
+            call(&srv, Method::GET, "/auth/me", &access, None).await.0,
+            after_logout,
+            "EF__AUTH_REDIS_FAIL_OPEN={fail_open}, Redis down, after logout"
+        );
+        srv.stop().await;
+    }
+}
