@@ -182,6 +182,15 @@ async fn bodies_over_the_limit_get_413_before_they_are_read() {
     assert_eq!(status_of(&head), 413, "{head}");
     assert!(head.contains("REQUEST_TOO_LARGE"), "{head}");
     assert!(started.elapsed() < Duration::from_secs(3));
+    // The same over TLS (HTTP/1.1).
+    let mut tls = srv.tls_stream(b"http/1.1");
+    tls.write_all(
+        b"POST /api/ef/v1/system/info HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 52428801\r\n\r\n",
+    )
+    .unwrap();
+    let n = tls.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert_eq!(status_of(&head), 413, "{head}");
 
     // Same for a static path and over HTTPS/2.
     let r = srv
@@ -270,6 +279,19 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     assert!(
         waited < Duration::from_secs(5),
         "connection kept open for {waited:?}"
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    // The same over TLS: the handshake completes, the headers never do.
+    let mut tls = srv.tls_stream(b"http/1.1");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tls.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "TLS connection kept open for {waited:?}"
     );
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
     // Meanwhile the server answers others normally.
@@ -462,5 +484,30 @@ async fn idle_http2_connections_are_closed_but_slow_requests_are_not() {
         "the connection was shut down during the slow request (closed {:?} after it)",
         idle_since.elapsed()
     );
+    srv.stop().await;
+}
+
+/// TLS 1.2 and TLS 1.3 are both negotiated (clients that can do only one of them are served), with
+/// the ALPN protocol the client asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_2_and_1_3_are_each_negotiated() {
+    let srv = TestServer::start(&[]).await;
+    for (version, expected) in [
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+    ] {
+        let mut s = srv.tls_stream_with(b"http/1.1", &[version]);
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        assert_eq!(
+            status_of(&String::from_utf8_lossy(&out)),
+            200,
+            "{expected:?}"
+        );
+        assert_eq!(s.conn.protocol_version(), Some(expected));
+        assert_eq!(s.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    }
     srv.stop().await;
 }

@@ -392,15 +392,26 @@ async fn traversal_dotfiles_and_symlinks_never_leave_the_root() {
         "/%00/etc/passwd",
     ];
     for path in attempts {
-        for accept in ["", "Accept: text/html\r\n"] {
-            let resp = raw_get(srv.http, path, accept);
+        for (accept, tls) in [
+            ("", false),
+            ("Accept: text/html\r\n", false),
+            ("", true),
+            ("Accept: text/html\r\n", true),
+        ] {
+            let resp = if tls {
+                srv.raw_https(&format!(
+                    "GET {path} HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n"
+                ))
+            } else {
+                raw_get(srv.http, path, accept)
+            };
             let status = status_of(&resp);
             assert!(!resp.contains("TOP-SECRET"), "{path} leaked: {resp}");
             assert!(!resp.contains("EF__SECRET_KEY=leak"), "{path} leaked .env");
             assert!(!resp.contains("root:x:0:0"), "{path} leaked /etc/passwd");
             assert!(
                 status == 400 || status == 404 || (status == 200 && resp.contains("<div id=root>")),
-                "{path} ({accept:?}) -> {status}: {resp}"
+                "{path} ({accept:?}, TLS: {tls}) -> {status}: {resp}"
             );
         }
     }

@@ -203,6 +203,55 @@ impl TestServer {
         client_for(&self.ca_pem, self.https, Protocol::Http1)
     }
 
+    /// A raw connection over TLS (ALPN `alpn`), verifying the server's certificate: for requests
+    /// a client library would normalise, and to see which protocol was negotiated.
+    pub fn tls_stream(
+        &self,
+        alpn: &[u8],
+    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        self.tls_stream_with(alpn, rustls::DEFAULT_VERSIONS)
+    }
+
+    /// [`TestServer::tls_stream`] offering only `versions`.
+    pub fn tls_stream_with(
+        &self,
+        alpn: &[u8],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            roots.add(cert.expect("test CA")).expect("test CA");
+        }
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = vec![alpn.to_vec()];
+        let conn = rustls::ClientConnection::new(
+            Arc::new(cfg),
+            "localhost".try_into().expect("server name"),
+        )
+        .expect("TLS client");
+        let sock = TcpStream::connect(self.https).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        rustls::StreamOwned::new(conn, sock)
+    }
+
+    /// [`raw_http`] over TLS (HTTP/1.1).
+    pub fn raw_https(&self, request: &str) -> String {
+        let mut s = self.tls_stream(b"http/1.1");
+        s.write_all(request.as_bytes()).expect("write");
+        let mut out = Vec::new();
+        // Whatever arrived before the close (with or without close_notify) is the answer.
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     pub fn https_url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.https.port())
     }
