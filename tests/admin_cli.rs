@@ -157,6 +157,37 @@ async fn user_commands_create_reset_list_and_disable() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("no user named nobody"), "{err}");
+
+    // Each change made from the machine is in the audit log, attributed to the CLI and its user.
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT a.action, a.username, u.username FROM audit_logs a
+               JOIN users u ON u.id = a.record_id::bigint
+              WHERE a.username LIKE 'cli:%' ORDER BY a.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let actions: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(2)))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("create".to_owned(), "opsadmin".to_owned()),
+            ("create".to_owned(), "shopowner".to_owned()),
+            ("reset_password".to_owned(), "opsadmin".to_owned()),
+            ("update".to_owned(), "opsadmin".to_owned()),
+        ]
+    );
+    let me = euraflow::config::current_username();
+    assert!(
+        rows.iter()
+            .all(|r| r.get::<_, String>(1) == format!("cli:{me}"))
+    );
     srv.stop().await;
 }
 

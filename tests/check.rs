@@ -112,6 +112,40 @@ async fn the_checklist_names_each_failure_and_its_fix() {
     let (_, v) = check(&wrong);
     assert_eq!(outcome(&v, "tls_hostname")["outcome"], "fail");
     assert_eq!(outcome(&v, "rate_limit")["outcome"], "fail");
+    // A certificate that ends in five days fails the 14-day rule, saying how long is left.
+    let soon = chrono::Utc::now() + chrono::Duration::days(5);
+    let mut params = rcgen::CertificateParams::new(vec!["shop.example.test".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = {
+        use chrono::Datelike;
+        rcgen::date_time_ymd(soon.year(), soon.month() as u8, soon.day() as u8)
+    };
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("expiring.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("expiring.key"), key.serialize_pem()).unwrap();
+    let mut expiring = env.clone();
+    expiring.retain(|(k, _)| k != "EF__TLS_CERT" && k != "EF__TLS_KEY");
+    expiring.push((
+        "EF__TLS_CERT".into(),
+        dir.path().join("expiring.pem").display().to_string(),
+    ));
+    expiring.push((
+        "EF__TLS_KEY".into(),
+        dir.path().join("expiring.key").display().to_string(),
+    ));
+    let (_, v) = check(&expiring);
+    let expiry = outcome(&v, "tls_expiry");
+    assert_eq!(expiry["outcome"], "fail", "{v}");
+    assert!(
+        expiry["found"].as_str().unwrap().contains("4 days")
+            || expiry["found"].as_str().unwrap().contains("5 days"),
+        "{expiry}"
+    );
+    assert!(
+        expiry["fix"].as_str().unwrap().contains("renew"),
+        "{expiry}"
+    );
     let mut self_signed = env.clone();
     self_signed.retain(|(k, _)| k != "EF__TLS_CERT" && k != "EF__TLS_KEY");
     let (_, v) = check(&self_signed);
