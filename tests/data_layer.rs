@@ -532,3 +532,50 @@ async fn connections_are_named_bounded_in_time_and_encrypted_as_configured() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// Overflow connections (above EF__DB_POOL_SIZE) idle for EF__DB_POOL_IDLE_TIMEOUT are closed,
+/// the base ones are kept; connections older than EF__DB_POOL_RECYCLE are replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_overflow_connections_are_closed_and_old_ones_replaced() {
+    let db = TestDb::migrated().await;
+    let pool = euraflow::db::Database::new(&db_config_with(
+        &db,
+        &[
+            ("EF__DB_POOL_SIZE", "1"),
+            ("EF__DB_MAX_OVERFLOW", "3"),
+            ("EF__DB_POOL_IDLE_TIMEOUT", "1s"),
+            ("EF__DB_POOL_RECYCLE", "3600s"),
+        ],
+    ))
+    .unwrap();
+    let held = futures_util::future::join_all((0..4).map(|_| pool.get())).await;
+    assert!(held.iter().all(Result::is_ok));
+    drop(held);
+    assert_eq!(pool.status().size, 4);
+    assert_eq!(pool.trim_idle(), 0, "not idle long enough yet");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(pool.trim_idle(), 3);
+    assert_eq!(pool.status().size, 1, "the base size stays");
+
+    let pool = euraflow::db::Database::new(&db_config_with(
+        &db,
+        &[("EF__DB_POOL_SIZE", "1"), ("EF__DB_POOL_RECYCLE", "1s")],
+    ))
+    .unwrap();
+    let pid = |p: std::sync::Arc<euraflow::db::Database>| async move {
+        let c = p.get().await.unwrap();
+        c.query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0)
+    };
+    let first = pid(pool.clone()).await;
+    assert_eq!(pid(pool.clone()).await, first, "reused while young");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(pool.trim_idle(), 1);
+    assert_ne!(
+        pid(pool.clone()).await,
+        first,
+        "replaced once older than the limit"
+    );
+}
