@@ -15,6 +15,20 @@ fn with(db: &TestDb, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env
 }
 
+/// `euraflow status --json` with exactly `env`.
+async fn status_json(env: Vec<(String, String)>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::BIN)
+            .args(["status", "--json"])
+            .env_clear()
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 async fn get_json(url: &str) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
     let r = reqwest::Client::new().get(url).send().await.unwrap();
     let status = r.status().as_u16();
@@ -186,16 +200,7 @@ async fn pending_migrations_or_a_missing_database_are_unhealthy() {
     let mut env = common::production_env(dir.path());
     env.extend(empty.env());
     env.push(("EF__API_PORT".into(), srv.http.port().to_string()));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(common::BIN)
-            .args(["status", "--json"])
-            .env_clear()
-            .envs(env)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = status_json(env).await;
     let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(view["health"]["status"], "unhealthy", "{view}");
     assert!(
@@ -333,16 +338,7 @@ async fn status_json_reports_connection_counts() {
     env.extend(db.env());
     env.push(("EF__API_PORT".into(), srv.http.port().to_string()));
     let env2 = env.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(common::BIN)
-            .args(["status", "--json"])
-            .env_clear()
-            .envs(env2)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = status_json(env2).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -366,16 +362,7 @@ async fn status_json_reports_connection_counts() {
     srv.stop().await;
 
     // With the server gone: non-zero, says so, still reports the dependencies.
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(common::BIN)
-            .args(["status", "--json"])
-            .env_clear()
-            .envs(env)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = status_json(env).await;
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
@@ -392,19 +379,7 @@ async fn status_json_reports_connection_counts() {
 }
 
 fn db_config_with(db: &TestDb, extra: &[(&str, &str)]) -> euraflow::config::DbConfig {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = euraflow::config::LoadOptions {
-        dev: true,
-        config_file: None,
-        env: with(db, extra),
-        cwd: dir.path().to_path_buf(),
-        hostname: "localhost".into(),
-        username: euraflow::config::current_username(),
-    };
-    euraflow::config::load(&opts)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .config
-        .db
+    common::dev_config(with(db, extra)).db
 }
 
 /// Every pooled connection names itself and has a statement timeout, and EF__DB_SSLMODE means what

@@ -824,19 +824,9 @@ async fn session_activity_is_recorded_at_most_once_a_minute() {
 }
 
 fn redis_for_test(extra: &[(&str, &str)]) -> std::sync::Arc<euraflow::redis::Redis> {
-    let dir = tempfile::tempdir().unwrap();
     let mut env = common::isolated_env();
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let opts = euraflow::config::LoadOptions {
-        dev: true,
-        config_file: None,
-        env,
-        cwd: dir.path().to_path_buf(),
-        hostname: "localhost".into(),
-        username: euraflow::config::current_username(),
-    };
-    let config = euraflow::config::load(&opts).unwrap();
-    euraflow::redis::Redis::new(&config.config.redis).unwrap()
+    euraflow::redis::Redis::new(&common::dev_config(env).redis).unwrap()
 }
 
 /// Five failures lock out the identifier and the IP, each on its own (an attacker changing

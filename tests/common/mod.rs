@@ -58,17 +58,7 @@ impl TestDb {
     }
 
     pub fn db_config(&self) -> euraflow::config::DbConfig {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let env = self.env();
-        let opts = LoadOptions {
-            dev: true,
-            config_file: None,
-            env,
-            cwd: dir.path().to_path_buf(),
-            hostname: "localhost".into(),
-            username: euraflow::config::current_username(),
-        };
-        config::load(&opts).expect("config").config.db
+        dev_config(self.env()).db
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
@@ -113,6 +103,20 @@ impl Drop for TestDb {
 
 /// Environment that keeps a test away from shared state: its own Redis key prefix and a database
 /// name that does not exist (tests that need a database pass `TestDb::env()`).
+/// The development configuration from exactly `env` (nothing from this machine's environment).
+pub fn dev_config(env: Vec<(String, String)>) -> euraflow::config::Config {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = LoadOptions {
+        dev: true,
+        config_file: None,
+        env,
+        cwd: dir.path().to_path_buf(),
+        hostname: "localhost".into(),
+        username: euraflow::config::current_username(),
+    };
+    config::load(&opts).unwrap_or_else(|e| panic!("{e}")).config
+}
+
 pub fn isolated_env() -> Vec<(String, String)> {
     vec![
         (
