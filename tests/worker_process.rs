@@ -8,13 +8,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, NotifySocket, TestDb, as_refs, production_env};
+use common::{BIN, NotifySocket, Process, TestDb, as_refs, production_env};
 
 /// The example worker, built by `cargo test` with the other targets (or built here if not).
 fn example_bin() -> PathBuf {
@@ -35,82 +33,6 @@ fn example_bin() -> PathBuf {
         assert!(status.success());
     }
     bin
-}
-
-struct Proc {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(bin: &Path, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("EF__LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let l = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                l.lock().unwrap().push(line);
-            }
-        });
-        let p = Proc { child, log };
-        p.wait_for_log("worker ready", Duration::from_secs(30));
-        p
-    }
-
-    fn text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: rustix::process::Signal) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        rustix::process::kill_process(pid, sig).unwrap();
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "did not exit:\n{}", self.text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn worker_env(db: &TestDb, dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -167,8 +89,8 @@ async fn a_worker_killed_mid_job_its_job_runs_again_after_the_lease_never_twice_
         ],
     );
     let bin = example_bin();
-    let a = Proc::spawn(&bin, &[], dir.path(), &as_refs(&env));
-    let b = Proc::spawn(&bin, &[], dir.path(), &as_refs(&env));
+    let a = Process::spawn_until(&bin, dir.path(), &[], &as_refs(&env), "worker ready");
+    let b = Process::spawn_until(&bin, dir.path(), &[], &as_refs(&env), "worker ready");
     let id = enqueue_sleep(&client, 4_000).await;
 
     // Wait for the first run, then SIGKILL whichever process runs it.
@@ -268,7 +190,13 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
             ("EF__WORKER_POLL_INTERVAL", "200ms"),
         ],
     );
-    let mut w = Proc::spawn(Path::new(BIN), &["worker"], dir.path(), &as_refs(&env));
+    let mut w = Process::spawn_until(
+        Path::new(BIN),
+        dir.path(),
+        &["worker"],
+        &as_refs(&env),
+        "worker ready",
+    );
     let ready = notify.wait_for_text("READY=1", Duration::from_secs(10));
     assert!(ready.contains("STATUS=worker: 12 slots"), "{ready}");
     notify.wait_for_text("WATCHDOG=1", Duration::from_secs(5));
@@ -419,7 +347,13 @@ async fn sigterm_lets_running_jobs_finish_within_the_bound_and_releases_the_rest
             ("EF__WORKER_POLL_INTERVAL", "100ms"),
         ],
     );
-    let mut w = Proc::spawn(&example_bin(), &[], dir.path(), &as_refs(&env));
+    let mut w = Process::spawn_until(
+        &example_bin(),
+        dir.path(),
+        &[],
+        &as_refs(&env),
+        "worker ready",
+    );
     let short = enqueue_sleep(&client, 1_500).await;
     let long = enqueue_sleep(&client, 60_000).await;
     wait_state(&client, long, "running", Duration::from_secs(10)).await;
@@ -428,7 +362,7 @@ async fn sigterm_lets_running_jobs_finish_within_the_bound_and_releases_the_rest
     w.signal(rustix::process::Signal::TERM);
     let status = w.wait_exit(Duration::from_secs(20));
     let took = started.elapsed();
-    assert!(status.success(), "{status}:\n{}", w.text());
+    assert!(status.success(), "{status}:\n{}", w.log_text());
     assert!(took < Duration::from_secs(8), "stopping took {took:?}");
     wait_state(&client, short, "succeeded", Duration::from_secs(1)).await;
     let r = client

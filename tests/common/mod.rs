@@ -328,9 +328,54 @@ pub struct Process {
 }
 
 impl Process {
+    /// Start `bin <args>` (a program built on the library, or the real binary) and wait until a
+    /// log line contains `ready`.
+    pub fn spawn_until(
+        bin: &Path,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready: &str,
+    ) -> Process {
+        let (p, _lines) = Self::launch(bin, dir, args, env);
+        p.wait_for_log(ready, Duration::from_secs(30));
+        p
+    }
+
     /// Start `euraflow <args>` with `env` (plus JSON logs) in `dir`, and wait for "listening".
     pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Process {
-        let mut cmd = Command::new(BIN);
+        let (mut p, rx) = Self::launch(Path::new(BIN), dir, args, env);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v["message"] == "listening"
+                    {
+                        p.https = v["https"].as_str().and_then(|s| s.parse().ok());
+                        p.http = v["http"].as_str().and_then(|s| s.parse().ok());
+                        return p;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = p.child.try_wait() {
+                        panic!("euraflow exited early ({status}):\n{}", p.log_text());
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("euraflow did not report listening:\n{}", p.log_text());
+    }
+
+    /// Start the process with JSON logs on a captured stderr; its lines also arrive on the channel.
+    fn launch(
+        bin: &Path,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Process, std::sync::mpsc::Receiver<String>) {
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .current_dir(dir)
             .env_clear()
@@ -355,34 +400,14 @@ impl Process {
                 }
             });
         }
-        let mut p = Process {
+        let p = Process {
             child,
             dir: dir.to_path_buf(),
             https: None,
             http: None,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                        && v["message"] == "listening"
-                    {
-                        p.https = v["https"].as_str().and_then(|s| s.parse().ok());
-                        p.http = v["http"].as_str().and_then(|s| s.parse().ok());
-                        return p;
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = p.child.try_wait() {
-                        panic!("euraflow exited early ({status}):\n{}", p.log_text());
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("euraflow did not report listening:\n{}", p.log_text());
+        (p, rx)
     }
 
     pub fn pid(&self) -> rustix::process::Pid {
