@@ -56,19 +56,7 @@ pub async fn run(loaded: Loaded, inherited: InheritedSockets, dev: bool) -> Resu
     );
     systemd::ready(&format!("serving {where_}"));
 
-    if let Some(every) = systemd::watchdog_interval() {
-        let token = lifecycle.shutdown_token();
-        lifecycle.spawn(TaskName::Watchdog, async move {
-            // A ping from a task on the runtime proves the runtime still schedules work.
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => systemd::watchdog_ping(),
-                    _ = token.cancelled() => break,
-                }
-            }
-        });
-    }
+    systemd::spawn_watchdog(&lifecycle);
     {
         let token = lifecycle.shutdown_token();
         let state = running.state().clone();

@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sd_notify::NotifyState;
 
+use crate::lifecycle::{Lifecycle, TaskName};
+
 /// Listening sockets handed over by systemd, by `FileDescriptorName=`.
 #[derive(Debug, Default)]
 pub struct InheritedSockets {
@@ -135,11 +137,29 @@ pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
 
-pub fn watchdog_ping() {
+fn watchdog_ping() {
     send(&[NotifyState::Watchdog]);
 }
 
+/// When systemd watches this process (`WatchdogSec=`), ping it at half the interval from a task
+/// on the runtime until shutdown: a ping proves the runtime still schedules work.
+pub fn spawn_watchdog(lifecycle: &Lifecycle) {
+    let Some(every) = watchdog_interval() else {
+        return;
+    };
+    let token = lifecycle.shutdown_token();
+    lifecycle.spawn(TaskName::Watchdog, async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => watchdog_ping(),
+                _ = token.cancelled() => break,
+            }
+        }
+    });
+}
+
 /// Half of `WATCHDOG_USEC`, as sd_watchdog_enabled(3) advises, when the watchdog is on for us.
-pub fn watchdog_interval() -> Option<Duration> {
+fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
 }

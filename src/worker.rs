@@ -117,18 +117,7 @@ pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), Wo
     );
     systemd::ready(&summary);
 
-    if let Some(every) = systemd::watchdog_interval() {
-        let token = lifecycle.shutdown_token();
-        lifecycle.spawn(TaskName::Watchdog, async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => systemd::watchdog_ping(),
-                    _ = token.cancelled() => break,
-                }
-            }
-        });
-    }
+    systemd::spawn_watchdog(&lifecycle);
     {
         let token = lifecycle.shutdown_token();
         let db = db.clone();
