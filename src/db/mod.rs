@@ -308,34 +308,7 @@ pub async fn connect_one(
     config: &DbConfig,
     dbname: &str,
 ) -> Result<tokio_postgres::Client, DbError> {
-    let pg = pg_config(config, dbname);
-    macro_rules! finish {
-        ($res:expr) => {
-            match $res {
-                Ok((client, connection)) => {
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "database connection closed");
-                        }
-                    });
-                    Ok(client)
-                }
-                Err(e) => Err(DbError::Unavailable(describe_connect_error(&e, config))),
-            }
-        };
-    }
-    match tls_mode(config) {
-        TlsMode::None => finish!(pg.connect(tokio_postgres::NoTls).await),
-        TlsMode::EncryptOnly => {
-            let tls = tls::encrypting_only().map_err(|e| DbError::Unavailable(e.to_string()))?;
-            finish!(pg.connect(tls).await)
-        }
-        TlsMode::Verify => {
-            let tls = tls::verifying(config.sslrootcert.as_deref())
-                .map_err(|e| DbError::Unavailable(format!("{e:#}")))?;
-            finish!(pg.connect(tls).await)
-        }
-    }
+    open(config, dbname, None).await
 }
 
 /// A dedicated connection whose asynchronous notifications (LISTEN/NOTIFY) are forwarded to the
@@ -349,49 +322,71 @@ pub async fn connect_listener(
     ),
     DbError,
 > {
-    let pg = pg_config(config, &config.name);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    macro_rules! finish {
-        ($res:expr) => {
-            match $res {
-                Ok((client, mut connection)) => {
-                    tokio::spawn(async move {
-                        let mut messages =
-                            futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                        use futures_util::StreamExt;
-                        while let Some(m) = messages.next().await {
-                            match m {
-                                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                                    if tx.send(n).is_err() {
-                                        break;
-                                    }
-                                }
-                                Ok(_) => {}
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "listener connection closed");
-                                    break;
-                                }
-                            }
-                        }
-                    });
-                    Ok((client, rx))
-                }
-                Err(e) => Err(DbError::Unavailable(describe_connect_error(&e, config))),
-            }
-        };
-    }
-    match tls_mode(config) {
-        TlsMode::None => finish!(pg.connect(tokio_postgres::NoTls).await),
+    let client = open(config, &config.name, Some(tx)).await?;
+    Ok((client, rx))
+}
+
+type NotificationSender = tokio::sync::mpsc::UnboundedSender<tokio_postgres::Notification>;
+
+/// Connect with the TLS mode the configuration asks for, and drive the connection on a task.
+async fn open(
+    config: &DbConfig,
+    dbname: &str,
+    notifications: Option<NotificationSender>,
+) -> Result<tokio_postgres::Client, DbError> {
+    let pg = pg_config(config, dbname);
+    let failed =
+        |e: tokio_postgres::Error| DbError::Unavailable(describe_connect_error(&e, config));
+    let tls_error = |e: anyhow::Error| DbError::Unavailable(format!("{e:#}"));
+    let client = match tls_mode(config) {
+        TlsMode::None => drive(
+            pg.connect(tokio_postgres::NoTls).await.map_err(failed)?,
+            notifications,
+        ),
         TlsMode::EncryptOnly => {
-            let tls = tls::encrypting_only().map_err(|e| DbError::Unavailable(e.to_string()))?;
-            finish!(pg.connect(tls).await)
+            let tls = tls::encrypting_only().map_err(tls_error)?;
+            drive(pg.connect(tls).await.map_err(failed)?, notifications)
         }
         TlsMode::Verify => {
-            let tls = tls::verifying(config.sslrootcert.as_deref())
-                .map_err(|e| DbError::Unavailable(format!("{e:#}")))?;
-            finish!(pg.connect(tls).await)
+            let tls = tls::verifying(config.sslrootcert.as_deref()).map_err(tls_error)?;
+            drive(pg.connect(tls).await.map_err(failed)?, notifications)
         }
-    }
+    };
+    Ok(client)
+}
+
+/// Run the connection until it closes, forwarding notifications when someone listens (the
+/// connection ends when that listener goes away).
+fn drive<S, T>(
+    (client, mut connection): (tokio_postgres::Client, tokio_postgres::Connection<S, T>),
+    notifications: Option<NotificationSender>,
+) -> tokio_postgres::Client
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if let Some(tx) = &notifications
+                        && tx.send(n).is_err()
+                    {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "database connection closed");
+                    break;
+                }
+            }
+        }
+    });
+    client
 }
 
 /// A connection error in terms an operator can act on.
