@@ -568,45 +568,43 @@ pub async fn get_job(c: &impl GenericClient, id: i64) -> Result<JobRow, AdminErr
 
 /// Bring a dead job back: queued now, with its attempts reset.
 pub async fn retry_job(c: &impl GenericClient, id: i64) -> Result<JobRow, AdminError> {
-    let row = c
-        .query_opt(
-            &format!(
-                "UPDATE jobs SET state = 'queued', attempts = 0, run_after = now(), finished_at = NULL,
-                        updated_at = now()
-                  WHERE id = $1 AND state = 'dead' RETURNING {JOB_COLUMNS}"
-            ),
-            &[&id],
-        )
-        .await?;
-    match row {
-        Some(r) => Ok(job_row(&r)),
-        None => {
-            let j = get_job(c, id).await?;
-            Err(AdminError::Conflict(format!(
-                "job {id} is {}; only dead jobs can be retried",
-                j.state
-            )))
-        }
-    }
+    let update = format!(
+        "UPDATE jobs SET state = 'queued', attempts = 0, run_after = now(), finished_at = NULL,
+                updated_at = now()
+          WHERE id = $1 AND state = 'dead' RETURNING {JOB_COLUMNS}"
+    );
+    transition(c, id, &update, "only dead jobs can be retried").await
 }
 
 /// Cancel a job that has not started (queued, or waiting for its retry).
 pub async fn cancel_job(c: &impl GenericClient, id: i64) -> Result<JobRow, AdminError> {
-    let row = c
-        .query_opt(
-            &format!(
-                "UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now()
-                  WHERE id = $1 AND state IN ('queued', 'failed_retrying') RETURNING {JOB_COLUMNS}"
-            ),
-            &[&id],
-        )
-        .await?;
-    match row {
+    let update = format!(
+        "UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now()
+          WHERE id = $1 AND state IN ('queued', 'failed_retrying') RETURNING {JOB_COLUMNS}"
+    );
+    transition(
+        c,
+        id,
+        &update,
+        "only queued or retrying jobs can be cancelled",
+    )
+    .await
+}
+
+/// Run `update` (on job `$1`, only from the states it allows, returning the row); when the job is
+/// in another state, a conflict that names it and `refusal` (a missing job is not found).
+async fn transition(
+    c: &impl GenericClient,
+    id: i64,
+    update: &str,
+    refusal: &str,
+) -> Result<JobRow, AdminError> {
+    match c.query_opt(update, &[&id]).await? {
         Some(r) => Ok(job_row(&r)),
         None => {
             let j = get_job(c, id).await?;
             Err(AdminError::Conflict(format!(
-                "job {id} is {}; only queued or retrying jobs can be cancelled",
+                "job {id} is {}; {refusal}",
                 j.state
             )))
         }
