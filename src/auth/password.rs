@@ -115,20 +115,12 @@ impl Passwords {
             .unwrap_or(2)
             .max(2);
         let dummy = hash_blocking("a password nobody has: timing equaliser", scheme)?;
-        let passwords = Passwords {
+        Ok(Passwords {
             scheme,
             slots: Arc::new(Semaphore::new(parallel)),
             dummy: Arc::new(dummy),
             failure_floor: Arc::new(OnceCell::new()),
-        };
-        // Calibrate now rather than during the first failed login, when there is a runtime.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let p = passwords.clone();
-            rt.spawn(async move {
-                p.failure_floor().await;
-            });
-        }
-        Ok(passwords)
+        })
     }
 
     /// How long every failed verification takes at least (see the type's documentation).
@@ -177,9 +169,14 @@ impl Passwords {
             None => (self.dummy.as_str().to_owned(), false),
         };
         let started = Instant::now();
-        let ok = self.run(move || verify_blocking(&password, &hash)).await? && real;
+        // The floor is measured once, beside the first verification (not at start-up: most
+        // processes that build this never check a password).
+        let (ok, floor) = tokio::join!(
+            self.run(move || verify_blocking(&password, &hash)),
+            self.failure_floor()
+        );
+        let ok = ok? && real;
         if !ok {
-            let floor = self.failure_floor().await;
             tokio::time::sleep_until(started + floor).await;
         }
         Ok(ok)
