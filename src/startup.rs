@@ -239,10 +239,10 @@ pub async fn prepare_database(
 
 /// Create the first admin when none exists (see `auth::bootstrap`).
 pub async fn bootstrap_admin(config: &Config) -> anyhow::Result<Option<std::path::PathBuf>> {
-    let mut client = db::connect_one(&config.db, &config.db.name)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::auth::bootstrap::ensure_admin(&mut client, config).await
+    let db = Database::new(&config.db)?;
+    let created = crate::auth::bootstrap::ensure_admin(&db, config).await;
+    db.close();
+    created
 }
 
 /// Apply the embedded migrations over a dedicated connection.

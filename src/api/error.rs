@@ -17,6 +17,9 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::db::DbError;
+use crate::domain::DomainError;
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Detail {
@@ -134,6 +137,95 @@ impl IntoResponse for ApiError {
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp
+    }
+}
+
+/// A domain service's refusal in HTTP terms: the kind chooses the status, the code and message
+/// pass through as `detail: {code, message}`.
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let coded = |status, code, message: std::borrow::Cow<'static, str>| {
+            ApiError::coded(status, code, message.into_owned())
+        };
+        match e {
+            DomainError::Invalid(problems) => ApiError::validation(
+                problems
+                    .into_iter()
+                    .map(|p| {
+                        // Fields are in the body unless the service named the query or path.
+                        let in_body =
+                            !matches!(p.loc.first().map(String::as_str), Some("query" | "path"));
+                        FieldError {
+                            kind: p.kind,
+                            loc: in_body
+                                .then(|| "body".to_owned())
+                                .into_iter()
+                                .chain(p.loc)
+                                .collect(),
+                            msg: p.msg,
+                        }
+                    })
+                    .collect(),
+            ),
+            DomainError::Rejected { code, message } => {
+                coded(StatusCode::BAD_REQUEST, code, message)
+            }
+            DomainError::Unauthenticated { code, message } => {
+                coded(StatusCode::UNAUTHORIZED, code, message)
+            }
+            DomainError::Denied { code, message } => coded(StatusCode::FORBIDDEN, code, message),
+            DomainError::NotFound { code, message } => coded(StatusCode::NOT_FOUND, code, message),
+            DomainError::Conflict { code, message } => coded(StatusCode::CONFLICT, code, message),
+            DomainError::Throttled {
+                code,
+                message,
+                retry_after_s,
+            } => {
+                coded(StatusCode::TOO_MANY_REQUESTS, code, message).with_retry_after(retry_after_s)
+            }
+            DomainError::Unavailable {
+                code,
+                message,
+                retry_after_s,
+            } => coded(StatusCode::SERVICE_UNAVAILABLE, code, message)
+                .with_retry_after(retry_after_s),
+            DomainError::Db(e) => e.into(),
+            DomainError::Internal(e) => e.into(),
+        }
+    }
+}
+
+/// Database failures: exhaustion and outages are 503 with `Retry-After` (the client may retry),
+/// a failed query is a 500 whose cause goes to the log, not to the client.
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::PoolExhausted { max, waited } => ApiError::unavailable(
+                "DB_POOL_EXHAUSTED",
+                format!(
+                    "All {max} database connections are busy; waited {:.1}s. Try again shortly.",
+                    waited.as_secs_f64()
+                ),
+                1,
+            ),
+            DbError::Unavailable(_) => ApiError::unavailable(
+                "DB_UNAVAILABLE",
+                "The database is unavailable. Try again shortly.",
+                5,
+            ),
+            DbError::Query(err) if err.is_closed() || err.code().is_none() => {
+                tracing::warn!(error = %err, "database connection failed during a request");
+                ApiError::unavailable(
+                    "DB_UNAVAILABLE",
+                    "The database connection was lost. Try again shortly.",
+                    2,
+                )
+            }
+            DbError::Query(err) => {
+                tracing::error!(error = %err, "database query failed");
+                ApiError::internal()
+            }
+        }
     }
 }
 

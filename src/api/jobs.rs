@@ -8,13 +8,14 @@ use super::envelope::Envelope;
 use super::error::ApiError;
 use super::sync_services::api_error;
 use crate::auth::audit::{self, Entry};
-use crate::auth::{CurrentUser, RequestMeta, Role};
+use crate::auth::{CurrentUser, Origin, Role};
 use crate::jobs::admin::{self, JobFilter};
 use crate::state::AppState;
 
 fn admin_only(user: &CurrentUser) -> Result<(), ApiError> {
-    user.require_session()?;
-    user.require_role(Role::Admin)
+    let actor = user.actor(&Origin::default());
+    actor.require_session()?;
+    Ok(actor.require_role(Role::Admin)?)
 }
 
 /// `GET /jobs?state=&queue=&job_type=&cursor=&limit=`
@@ -52,7 +53,7 @@ pub async fn get(
 pub async fn retry(
     state: State<AppState>,
     user: CurrentUser,
-    meta: RequestMeta,
+    meta: Origin,
     id: Path<i64>,
 ) -> Result<Envelope<Value>, ApiError> {
     change(state, user, meta, id, Change::Retry).await
@@ -62,7 +63,7 @@ pub async fn retry(
 pub async fn cancel(
     state: State<AppState>,
     user: CurrentUser,
-    meta: RequestMeta,
+    meta: Origin,
     id: Path<i64>,
 ) -> Result<Envelope<Value>, ApiError> {
     change(state, user, meta, id, Change::Cancel).await
@@ -76,7 +77,7 @@ enum Change {
 async fn change(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: RequestMeta,
+    meta: Origin,
     Path(id): Path<i64>,
     what: Change,
 ) -> Result<Envelope<Value>, ApiError> {
@@ -93,6 +94,6 @@ async fn change(
         ),
     };
     let job = job.map_err(api_error)?;
-    audit::write(&**client, &user.actor(&meta), entry.record("jobs", id)).await?;
+    audit::write(&client, &user.actor(&meta), entry.record("jobs", id)).await?;
     Ok(Envelope(json!(job)))
 }

@@ -3,8 +3,9 @@
 //! `validation_errors` when fields are missing or of the wrong type.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::StatusCode;
+use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, FieldError};
@@ -73,5 +74,51 @@ fn map_rejection(r: JsonRejection) -> ApiError {
             }
         }
         other => ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", other.body_text()),
+    }
+}
+
+/// A path parameter whose rejection is the API's JSON error (422 naming the parameter), not
+/// axum's plain-text 400.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(_) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_PATH_PARAMETER",
+                "A path parameter has the wrong form (ids are whole numbers)",
+            )),
+        }
+    }
+}
+
+/// Query parameters whose rejection is the API's JSON error (400 naming the problem without the
+/// submitted value).
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(_) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                "A query parameter is missing or has the wrong form",
+            )),
+        }
     }
 }

@@ -1,5 +1,10 @@
 //! The API under `EF__API_PREFIX` (`/api/ef/v1`): the original's paths and JSON shapes, one module
 //! per resource. Unknown paths and wrong methods answer in the API's error shape, not HTML.
+//!
+//! Every handler is a thin adapter: extract (`extract`, `json`), call the domain service
+//! (`auth::*`, `settings`, `jobs::admin`, later `ozon::*`) with the caller as its `Actor`, commit
+//! the `Work` and apply its effects, and shape the answer. No SQL here: a handler that needs data
+//! asks a service. Errors become the API's error through `From<DomainError> for ApiError`.
 
 pub mod account_levels;
 pub mod api_keys;
@@ -8,15 +13,16 @@ pub mod auth;
 pub mod captcha;
 pub mod envelope;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod jobs;
 pub mod json;
+pub mod middleware;
 pub mod operator;
 pub mod settings;
 pub mod sync_services;
 pub mod system;
 pub mod users;
-pub mod validate;
 
 use axum::Router;
 use axum::extract::OriginalUri;
@@ -101,8 +107,12 @@ pub fn router(state: AppState) -> Router<AppState> {
             HeaderValue::from_static("no-store"),
         ))
         .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit::limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state,
-            crate::http::middleware::rate_limit::limit,
+            middleware::authenticate::credentials,
         ))
 }
 

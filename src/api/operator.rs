@@ -6,7 +6,9 @@ use http::StatusCode;
 use http::request::Parts;
 
 use super::error::ApiError;
-use crate::auth::current_user::CurrentUser;
+use super::middleware::authenticate::Authentication;
+use crate::auth::CurrentUser;
+use crate::auth::credentials::API_KEY_HEADER;
 use crate::auth::roles::Role;
 use crate::http::server::ConnInfo;
 use crate::state::AppState;
@@ -32,8 +34,13 @@ impl FromRequestParts<AppState> for Operator {
         if local {
             return Ok(Operator::Local);
         }
-        let has_credentials = parts.headers.contains_key(http::header::AUTHORIZATION)
-            || parts.headers.contains_key("x-api-key");
+        let has_credentials = match parts.extensions.get::<Authentication>() {
+            Some(a) => a.presented.is_present(),
+            None => {
+                parts.headers.contains_key(http::header::AUTHORIZATION)
+                    || parts.headers.contains_key(API_KEY_HEADER)
+            }
+        };
         if !has_credentials {
             return Err(ApiError::coded(
                 StatusCode::FORBIDDEN,

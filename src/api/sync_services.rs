@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::json::ApiJson;
 use crate::auth::audit::{self, Entry};
-use crate::auth::{CurrentUser, RequestMeta, Role};
+use crate::auth::{CurrentUser, Origin, Role};
 use crate::db::DbError;
 use crate::jobs::admin::{self, AdminError, ServiceUpdate};
 use crate::state::AppState;
@@ -34,8 +34,9 @@ pub fn api_error(e: AdminError) -> ApiError {
 }
 
 fn admin_only(user: &CurrentUser) -> Result<(), ApiError> {
-    user.require_session()?;
-    user.require_role(Role::Admin)
+    let actor = user.actor(&Origin::default());
+    actor.require_session()?;
+    Ok(actor.require_role(Role::Admin)?)
 }
 
 /// `GET /sync-services/handlers`
@@ -67,7 +68,7 @@ pub async fn list(
 pub async fn update(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: RequestMeta,
+    meta: Origin,
     Path(id): Path<i32>,
     ApiJson(body): ApiJson<ServiceUpdate>,
 ) -> Result<Json<Value>, ApiError> {
@@ -79,7 +80,7 @@ pub async fn update(
         .await
         .map_err(api_error)?;
     audit::write(
-        &*tx,
+        &tx,
         &user.actor(&meta),
         Entry::new("sync_service", "update", "更新同步服务")
             .record("sync_services", id)
@@ -115,7 +116,7 @@ pub async fn update(
 pub async fn trigger(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: RequestMeta,
+    meta: Origin,
     Path(id): Path<i32>,
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&user)?;
@@ -125,7 +126,7 @@ pub async fn trigger(
         .await
         .map_err(api_error)?;
     audit::write(
-        &*tx,
+        &tx,
         &user.actor(&meta),
         Entry::new("sync_service", "trigger", "手动触发同步服务")
             .record("sync_services", id)
@@ -171,7 +172,7 @@ pub struct DeleteLogsBody {
 pub async fn delete_logs(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: RequestMeta,
+    meta: Origin,
     Path(id): Path<i32>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -192,7 +193,7 @@ pub async fn delete_logs(
         .await
         .map_err(api_error)?;
     audit::write(
-        &**client,
+        &client,
         &user.actor(&meta),
         Entry::new("sync_service", "delete_logs", "删除同步日志")
             .record("sync_services", id)
@@ -221,7 +222,7 @@ pub async fn stats(
 pub async fn reset_stats(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: RequestMeta,
+    meta: Origin,
     Path(id): Path<i32>,
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&user)?;
@@ -230,7 +231,7 @@ pub async fn reset_stats(
         .await
         .map_err(api_error)?;
     audit::write(
-        &**client,
+        &client,
         &user.actor(&meta),
         Entry::new("sync_service", "reset_stats", "重置同步统计").record("sync_services", id),
     )

@@ -1,70 +1,33 @@
-//! `/auth/users`: managing other accounts, with the original's role rules (see `auth::roles`).
+//! `/auth/users`: managing other accounts — an adapter over `auth::accounts`, which holds the
+//! role rules. This file turns JSON into the service's parsed input and the results back into
+//! the original's `UserResponse` shape.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::auth::unique_violation;
 use super::error::ApiError;
-use super::json::ApiJson;
-use super::validate::{Checks, phone_problem, string_list_problem, username_problem};
-use crate::auth::audit::{self, Entry};
-use crate::auth::current_user::forbidden;
-use crate::auth::password;
-use crate::auth::roles::{self, AccountStatus, Denied, Role};
-use crate::auth::sessions;
-use crate::auth::users::{self, User};
-use crate::auth::{CurrentUser, RequestMeta};
-use crate::db::DbError;
+use super::json::{ApiJson, ApiPath};
+use crate::auth::accounts::{self, AccountChanges, MAX_SHOPS_PER_USER, NewAccount};
+use crate::auth::roles::{AccountStatus, Role};
+use crate::auth::values::{NewPassword, Phone, Username};
+use crate::auth::{CurrentUser, Origin};
+use crate::domain::{Checks, DomainError, Work, field, string_list_problem};
 use crate::state::AppState;
-
-const MAX_SHOPS_PER_USER: usize = 1000;
-
-fn denied(d: Denied) -> ApiError {
-    forbidden(d.code(), d.message())
-}
-
-fn not_found() -> ApiError {
-    ApiError::coded(StatusCode::NOT_FOUND, "USER_NOT_FOUND", "No such user")
-}
-
-fn bad_request(code: &'static str, msg: &str) -> ApiError {
-    ApiError::coded(StatusCode::BAD_REQUEST, code, msg)
-}
 
 /// `GET /auth/users`: admins see everyone, main accounts themselves and their children, others
 /// themselves (ordered by role, then creation, as the original).
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
+    origin: Origin,
 ) -> Result<Json<Value>, ApiError> {
-    user.require_session()?;
     let client = state.db().get().await?;
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {} FROM users u
-                  WHERE $2 OR u.id = $1 OR ($3 AND u.parent_user_id = $1)
-                  ORDER BY u.role DESC, u.created_at
-                  LIMIT 5000",
-                users::COLUMNS
-            ),
-            &[
-                &user.id,
-                &(user.role == Role::Admin),
-                &(user.role == Role::MainAccount),
-            ],
-        )
-        .await
-        .map_err(DbError::from)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(users::response(&**client, &User::from_row(r)).await?);
-    }
-    Ok(Json(Value::Array(out)))
+    let views = accounts::list(&client, &user.actor(&origin)).await?;
+    Ok(Json(accounts::responses(&views)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,7 +65,8 @@ fn yes() -> bool {
     true
 }
 
-fn parse_expiry(raw: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// An ISO 8601 date-time, or a date (then the end of that day, UTC); empty means none.
+fn parse_expiry(raw: &Option<String>) -> Result<Option<DateTime<Utc>>, DomainError> {
     match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(s)
@@ -112,12 +76,19 @@ fn parse_expiry(raw: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError>
                     .map(|d| d.and_hms_opt(23, 59, 59).map(|t| t.and_utc()))
             })
             .map_err(|_| {
-                bad_request(
+                DomainError::rejected(
                     "INVALID_DATE",
                     "expires_at must be an ISO 8601 date or date-time",
                 )
             }),
     }
+}
+
+/// Phone, shops, permissions and status: the checks create and update share.
+struct Common {
+    /// `Some(None)`: sent empty (clears it).
+    phone: Option<Option<Phone>>,
+    status: Option<AccountStatus>,
 }
 
 fn common_checks(
@@ -126,12 +97,14 @@ fn common_checks(
     shop_ids: &Option<Vec<i64>>,
     permissions: &Option<Vec<String>>,
     status: &Option<String>,
-) {
-    if let Some(p) = phone.as_deref().filter(|p| !p.is_empty())
-        && let Some(why) = phone_problem(p)
-    {
-        checks.check(false, "phone", "value_error", why);
-    }
+) -> Common {
+    let phone = phone.as_deref().map(str::trim).map(|p| {
+        if p.is_empty() {
+            None
+        } else {
+            checks.parsed("phone", Phone::parse(p))
+        }
+    });
     if let Some(ids) = shop_ids {
         checks.check(
             ids.len() <= MAX_SHOPS_PER_USER,
@@ -145,32 +118,31 @@ fn common_checks(
     {
         checks.check(false, "permissions", "value_error", why);
     }
-    if let Some(s) = status {
+    let status = status.as_deref().and_then(|s| {
+        let parsed = AccountStatus::parse(s);
         checks.check(
-            AccountStatus::parse(s).is_some(),
+            parsed.is_some(),
             "account_status",
             "enum",
             "must be active, suspended or disabled",
         );
-    }
+        parsed
+    });
+    Common { phone, status }
 }
 
 /// `POST /auth/users`
 pub async fn create(
     State(state): State<AppState>,
-    actor: CurrentUser,
-    meta: RequestMeta,
+    user: CurrentUser,
+    origin: Origin,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Json<Value>, ApiError> {
+    let actor = user.actor(&origin);
     actor.require_session()?;
     let mut checks = Checks::new();
-    let username = body.username.trim().to_owned();
-    if let Some(p) = username_problem(&username) {
-        checks.check(false, "username", "value_error", p);
-    }
-    if let Some(p) = password::policy_violation(&body.password) {
-        checks.check(false, "password", "value_error", p);
-    }
+    let username = checks.parsed("username", Username::parse(&body.username));
+    let password = checks.parsed("password", NewPassword::parse(&body.password));
     let role = Role::parse(&body.role);
     checks.check(
         role.is_some(),
@@ -178,7 +150,7 @@ pub async fn create(
         "enum",
         "must be main_account, sub_account or shipper",
     );
-    common_checks(
+    let common = common_checks(
         &mut checks,
         &body.phone,
         &body.shop_ids,
@@ -186,155 +158,29 @@ pub async fn create(
         &body.account_status,
     );
     checks.finish()?;
-    let role = role.ok_or_else(|| denied(Denied::InvalidRole))?;
-    roles::may_create(actor.party(), role).map_err(denied)?;
-    let phone = body
-        .phone
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty());
-    if phone.is_some() && actor.role != Role::Admin {
-        return Err(forbidden(
-            "PHONE_ADMIN_ONLY",
-            "Only admins may set a phone number",
-        ));
-    }
-    if body.account_level_id.is_some() && actor.role != Role::Admin {
-        return Err(forbidden(
-            "INSUFFICIENT_PERMISSIONS",
-            "Only admins may assign account levels",
-        ));
-    }
-    let expires_at = parse_expiry(&body.expires_at)?;
-    let status = body
-        .account_status
-        .clone()
-        .unwrap_or_else(|| "active".into());
-
+    let (Some(username), Some(password), Some(role)) = (username, password, role) else {
+        return Err(ApiError::internal());
+    };
+    let new = NewAccount {
+        username,
+        password,
+        phone: common.phone.flatten(),
+        role,
+        is_active: body.is_active,
+        account_status: common.status.unwrap_or(AccountStatus::Active),
+        expires_at: parse_expiry(&body.expires_at)?,
+        primary_shop_id: body.primary_shop_id,
+        shop_ids: body.shop_ids,
+        permissions: body.permissions,
+        account_level_id: body.account_level_id,
+        parent_user_id: body.parent_user_id,
+    };
     let mut client = state.db().get().await?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
-    // Who the new account belongs to.
-    let parent_id = match actor.role {
-        Role::MainAccount => Some(actor.id),
-        _ => body.parent_user_id,
-    };
-    if let Some(pid) = parent_id {
-        let parent = users::by_id(&*tx, pid).await?.ok_or_else(|| {
-            bad_request("PARENT_NOT_FOUND", "parent_user_id does not name a user")
-        })?;
-        if parent.role != Role::MainAccount {
-            return Err(bad_request(
-                "INVALID_PARENT",
-                "A parent must be a main account",
-            ));
-        }
-        if role == Role::MainAccount {
-            return Err(bad_request(
-                "INVALID_PARENT",
-                "A main account has no parent",
-            ));
-        }
-        // A child cannot outlive its parent.
-        if let (Some(mine), Some(theirs)) = (expires_at, parent.expires_at)
-            && mine > theirs
-        {
-            return Err(bad_request(
-                "EXPIRES_AT_EXCEEDS_MAIN_ACCOUNT",
-                "A sub-account cannot expire after its main account",
-            ));
-        }
-        // Quota from the parent's level (serialised on the parent row).
-        let row = tx
-            .query_one(
-                "SELECT (SELECT count(*) FROM users WHERE parent_user_id = p.id),
-                        (SELECT max_sub_accounts FROM account_levels WHERE id = p.account_level_id)
-                   FROM users p WHERE p.id = $1 FOR UPDATE",
-                &[&pid],
-            )
-            .await
-            .map_err(DbError::from)?;
-        let children: i64 = row.get(0);
-        let quota: Option<i32> = row.get(1);
-        if let Some(q) = quota
-            && children >= i64::from(q)
-        {
-            return Err(bad_request(
-                "QUOTA_EXCEEDED",
-                &format!("The account level allows {q} sub-accounts, all in use"),
-            ));
-        }
-    }
-    let hash = state.auth().passwords.hash(&body.password).await?;
-    let permissions = json!(body.permissions.clone().unwrap_or_default());
-    let level_id = match body.account_level_id {
-        Some(id) => Some(id),
-        None if role == Role::MainAccount => tx
-            .query_opt("SELECT id FROM account_levels WHERE is_default", &[])
-            .await
-            .map_err(DbError::from)?
-            .map(|r| r.get(0)),
-        None => None,
-    };
-    let row = tx
-        .query_one(
-            "INSERT INTO users (username, password_hash, phone, role, is_active, account_status,
-                                expires_at, parent_user_id, primary_shop_id, permissions, account_level_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-            &[
-                &username,
-                &hash,
-                &phone,
-                &role.as_str(),
-                &body.is_active,
-                &status,
-                &expires_at,
-                &parent_id,
-                &body.primary_shop_id,
-                &permissions,
-                &level_id,
-            ],
-        )
-        .await
-        .map_err(|e| {
-            if e.as_db_error().is_some_and(|d| d.constraint() == Some("ix_users_phone")) {
-                ApiError::coded(StatusCode::CONFLICT, "PHONE_EXISTS", "This phone number is taken")
-            } else if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
-                bad_request("LEVEL_NOT_FOUND", "account_level_id does not name a level")
-            } else {
-                unique_violation(e, "USERNAME_EXISTS", "This username is taken")
-            }
-        })?;
-    let id: i64 = row.get(0);
-    set_shops(&*tx, id, body.shop_ids.as_deref()).await?;
-    audit::write(
-        &*tx,
-        &actor.actor(&meta),
-        Entry::new("user", "create", "创建用户")
-            .record("users", id)
-            .changes(
-                json!({"username": username, "role": role.as_str(), "parent_user_id": parent_id}),
-            ),
-    )
-    .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    let created = users::by_id(&**client, id).await?.ok_or_else(not_found)?;
-    Ok(Json(users::response(&**client, &created).await?))
-}
-
-async fn set_shops(
-    tx: &impl tokio_postgres::GenericClient,
-    user_id: i64,
-    shop_ids: Option<&[i64]>,
-) -> Result<(), DbError> {
-    let Some(ids) = shop_ids else { return Ok(()) };
-    tx.execute("DELETE FROM user_shops WHERE user_id = $1", &[&user_id])
-        .await?;
-    tx.execute(
-        "INSERT INTO user_shops (user_id, shop_id) SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
-        &[&user_id, &ids],
-    )
-    .await?;
-    Ok(())
+    let mut work = Work::begin(&mut client).await?;
+    let id = accounts::create(&mut work, &actor, &state.auth().passwords, new).await?;
+    let effects = work.commit().await?;
+    state.auth().apply(effects).await;
+    Ok(Json(accounts::get(&client, id).await?.response()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,18 +210,18 @@ pub struct UpdateBody {
 /// `PUT /auth/users/{id}`
 pub async fn update(
     State(state): State<AppState>,
-    actor: CurrentUser,
-    meta: RequestMeta,
-    Path(id): Path<i64>,
+    user: CurrentUser,
+    origin: Origin,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
+    let actor = user.actor(&origin);
     actor.require_session()?;
     let mut checks = Checks::new();
-    if let Some(name) = &body.username
-        && let Some(p) = username_problem(name.trim())
-    {
-        checks.check(false, "username", "value_error", p);
-    }
+    let username = body
+        .username
+        .as_deref()
+        .and_then(|n| checks.parsed("username", Username::parse(n)));
     let role = body.role.as_deref().map(Role::parse);
     checks.check(
         !matches!(role, Some(None)),
@@ -383,7 +229,7 @@ pub async fn update(
         "enum",
         "must be admin, main_account, sub_account or shipper",
     );
-    common_checks(
+    let common = common_checks(
         &mut checks,
         &body.phone,
         &body.shop_ids,
@@ -391,195 +237,41 @@ pub async fn update(
         &body.account_status,
     );
     checks.finish()?;
-
+    let changes = AccountChanges {
+        username,
+        phone: common.phone,
+        role: role.flatten(),
+        is_active: body.is_active,
+        account_status: common.status,
+        expires_at: match &body.expires_at {
+            Some(_) => Some(parse_expiry(&body.expires_at)?),
+            None => None,
+        },
+        primary_shop_id: body.primary_shop_id,
+        shop_ids: body.shop_ids,
+        permissions: body.permissions,
+        account_level_id: body.account_level_id,
+    };
     let mut client = state.db().get().await?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
-    let target = users::by_id(&*tx, id).await?.ok_or_else(not_found)?;
-    roles::may_manage(actor.party(), target.party()).map_err(denied)?;
-    let new_role = role.flatten().unwrap_or(target.role);
-    if new_role != target.role {
-        roles::may_assign_role(actor.party(), target.party(), new_role).map_err(denied)?;
-    }
-    if body.phone.is_some() && actor.role != Role::Admin {
-        return Err(forbidden(
-            "PHONE_ADMIN_ONLY",
-            "Only admins may set a phone number",
-        ));
-    }
-    if body.account_level_id.is_some() && actor.role != Role::Admin {
-        return Err(forbidden(
-            "INSUFFICIENT_PERMISSIONS",
-            "Only admins may change account levels",
-        ));
-    }
-    let expires_at = match &body.expires_at {
-        Some(_) => parse_expiry(&body.expires_at)?,
-        None => target.expires_at,
-    };
-    if actor.role == Role::MainAccount
-        && let (Some(mine), Some(theirs)) = (expires_at, actor.state.expires_at)
-        && mine > theirs
-    {
-        return Err(bad_request(
-            "EXPIRES_AT_EXCEEDS_MAIN_ACCOUNT",
-            "A sub-account cannot expire after its main account",
-        ));
-    }
-    let username = body
-        .username
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or(&target.username)
-        .to_owned();
-    let phone = match body.phone.as_deref().map(str::trim) {
-        Some("") => None,
-        Some(p) => Some(p.to_owned()),
-        None => target.phone.clone(),
-    };
-    let status = body
-        .account_status
-        .clone()
-        .unwrap_or_else(|| target.account_status.as_str().to_owned());
-    let is_active = body.is_active.unwrap_or(target.is_active);
-    let permissions = body
-        .permissions
-        .as_ref()
-        .map(|p| json!(p))
-        .unwrap_or(target.permissions.clone());
-    let level_id = body.account_level_id.or(target.account_level_id);
-    let primary_shop = body.primary_shop_id.or(target.primary_shop_id);
-    tx.execute(
-        "UPDATE users SET username = $2, phone = $3, role = $4, is_active = $5, account_status = $6,
-                          expires_at = $7, permissions = $8, account_level_id = $9, primary_shop_id = $10,
-                          updated_at = now()
-          WHERE id = $1",
-        &[&id, &username, &phone, &new_role.as_str(), &is_active, &status, &expires_at, &permissions, &level_id, &primary_shop],
-    )
-    .await
-    .map_err(|e| {
-        if e.as_db_error().is_some_and(|d| d.constraint() == Some("ix_users_phone")) {
-            ApiError::coded(StatusCode::CONFLICT, "PHONE_EXISTS", "This phone number is taken")
-        } else if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
-            bad_request("LEVEL_NOT_FOUND", "account_level_id does not name a level")
-        } else {
-            unique_violation(e, "USERNAME_EXISTS", "This username is taken")
-        }
-    })?;
-    set_shops(&*tx, id, body.shop_ids.as_deref()).await?;
-    // Deactivating or disabling ends the user's sessions at once (the original let them go on
-    // reading with their old tokens).
-    let mut ended = Vec::new();
-    if (!is_active && target.is_active)
-        || (status == "disabled" && target.account_status != AccountStatus::Disabled)
-    {
-        ended = sessions::end_all(&*tx, id, "account_disabled").await?;
-    }
-    let changes = audit::diff(&[
-        ("username", json!(target.username), json!(username)),
-        (
-            "role",
-            json!(target.role.as_str()),
-            json!(new_role.as_str()),
-        ),
-        ("is_active", json!(target.is_active), json!(is_active)),
-        (
-            "account_status",
-            json!(target.account_status.as_str()),
-            json!(status),
-        ),
-        ("expires_at", json!(target.expires_at), json!(expires_at)),
-        (
-            "account_level_id",
-            json!(target.account_level_id),
-            json!(level_id),
-        ),
-        (
-            "permissions",
-            target.permissions.clone(),
-            permissions.clone(),
-        ),
-        ("phone_changed", json!(false), json!(phone != target.phone)),
-    ]);
-    audit::write(
-        &*tx,
-        &actor.actor(&meta),
-        Entry::new("user", "update", "更新用户")
-            .record("users", id)
-            .changes(changes),
-    )
-    .await?;
-    // Children inherit this account's state: their cached states are stale too.
-    let children: Vec<i64> = tx
-        .query("SELECT id FROM users WHERE parent_user_id = $1", &[&id])
-        .await
-        .map_err(DbError::from)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    tx.commit().await.map_err(DbError::from)?;
-    let store = &state.auth().store;
-    for t in &ended {
-        store.mark_session(t, false).await;
-    }
-    let mut stale = children;
-    stale.push(id);
-    store.invalidate_states(&stale).await;
-    let updated = users::by_id(&**client, id).await?.ok_or_else(not_found)?;
-    Ok(Json(users::response(&**client, &updated).await?))
+    let mut work = Work::begin(&mut client).await?;
+    accounts::update(&mut work, &actor, id, changes).await?;
+    let effects = work.commit().await?;
+    state.auth().apply(effects).await;
+    Ok(Json(accounts::get(&client, id).await?.response()))
 }
 
-/// `DELETE /auth/users/{id}`: audited first, then deleted (children go with it, as the original's
-/// foreign key cascades).
+/// `DELETE /auth/users/{id}` → 204.
 pub async fn delete(
     State(state): State<AppState>,
-    actor: CurrentUser,
-    meta: RequestMeta,
-    Path(id): Path<i64>,
+    user: CurrentUser,
+    origin: Origin,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    actor.require_session()?;
     let mut client = state.db().get().await?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
-    let target = users::by_id(&*tx, id).await?.ok_or_else(not_found)?;
-    roles::may_manage(actor.party(), target.party()).map_err(denied)?;
-    let affected: Vec<i64> = tx
-        .query(
-            "WITH RECURSIVE tree AS (SELECT id FROM users WHERE id = $1
-                                     UNION SELECT u.id FROM users u JOIN tree t ON u.parent_user_id = t.id)
-             SELECT id FROM tree",
-            &[&id],
-        )
-        .await
-        .map_err(DbError::from)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let sessions: Vec<String> = tx
-        .query(
-            "SELECT session_token FROM user_login_sessions WHERE user_id = ANY($1) AND is_active",
-            &[&affected],
-        )
-        .await
-        .map_err(DbError::from)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    audit::write(
-        &*tx,
-        &actor.actor(&meta),
-        Entry::new("user", "delete", "删除用户")
-            .record("users", id)
-            .changes(json!({"username": target.username, "role": target.role.as_str(), "deleted_user_ids": affected})),
-    )
-    .await?;
-    tx.execute("DELETE FROM users WHERE id = $1", &[&id])
-        .await
-        .map_err(DbError::from)?;
-    tx.commit().await.map_err(DbError::from)?;
-    let store = &state.auth().store;
-    for t in &sessions {
-        store.mark_session(t, false).await;
-    }
-    store.invalidate_states(&affected).await;
+    let mut work = Work::begin(&mut client).await?;
+    accounts::delete(&mut work, &user.actor(&origin), id).await?;
+    let effects = work.commit().await?;
+    state.auth().apply(effects).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -588,41 +280,22 @@ pub struct ResetPasswordBody {
     new_password: String,
 }
 
-/// `PATCH /auth/users/{id}/password`: the target's sessions end, so the new password is needed.
+/// `PATCH /auth/users/{id}/password` → 204: the target's sessions end, so the new password is
+/// needed.
 pub async fn reset_password(
     State(state): State<AppState>,
-    actor: CurrentUser,
-    meta: RequestMeta,
-    Path(id): Path<i64>,
+    user: CurrentUser,
+    origin: Origin,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ResetPasswordBody>,
 ) -> Result<StatusCode, ApiError> {
+    let actor = user.actor(&origin);
     actor.require_session()?;
-    let mut checks = Checks::new();
-    if let Some(p) = password::policy_violation(&body.new_password) {
-        checks.check(false, "new_password", "value_error", p);
-    }
-    checks.finish()?;
+    let password = field("new_password", NewPassword::parse(&body.new_password))?;
     let mut client = state.db().get().await?;
-    let target = users::by_id(&**client, id).await?.ok_or_else(not_found)?;
-    roles::may_reset_password(actor.party(), target.party()).map_err(denied)?;
-    let hash = state.auth().passwords.hash(&body.new_password).await?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
-    tx.execute(
-        "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
-        &[&id, &hash],
-    )
-    .await
-    .map_err(DbError::from)?;
-    let ended = sessions::end_all(&*tx, id, "password_reset").await?;
-    audit::write(
-        &*tx,
-        &actor.actor(&meta),
-        Entry::new("user", "reset_password", "重置密码").record("users", id),
-    )
-    .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    for t in &ended {
-        state.auth().store.mark_session(t, false).await;
-    }
+    let mut work = Work::begin(&mut client).await?;
+    accounts::reset_password(&mut work, &actor, &state.auth().passwords, id, &password).await?;
+    let effects = work.commit().await?;
+    state.auth().apply(effects).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,15 +1,21 @@
 //! The first admin. There is no default password: when no admin exists, `serve --dev`, `migrate`
 //! and the package's install step create `admin` with a random password, written to
 //! `<state dir>/initial-admin-password` (mode 0600). The path is logged, never the password.
+//! The account is made by `accounts::create`, like every other.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::password::{self, hash_blocking};
+use super::accounts::{self, NewAccount};
+use super::actor::Actor;
+use super::password::Passwords;
+use super::roles::Role;
 use super::users;
+use super::values::{NewPassword, Username};
 use crate::config::{Config, write_private_file};
-use crate::db::DbError;
+use crate::db::Database;
+use crate::domain::Work;
 
 pub const FILE_NAME: &str = "initial-admin-password";
 
@@ -22,52 +28,39 @@ pub fn random_password() -> String {
 }
 
 /// Create `admin` when no admin exists. Returns the password file's path when one was created.
-pub async fn ensure_admin(
-    client: &mut tokio_postgres::Client,
-    config: &Config,
-) -> anyhow::Result<Option<PathBuf>> {
-    if users::admin_exists(client).await.map_err(db_err)? {
+pub async fn ensure_admin(db: &Database, config: &Config) -> anyhow::Result<Option<PathBuf>> {
+    let mut client = db.get().await?;
+    if users::admin_exists(&client).await? {
         return Ok(None);
     }
+    let passwords = Passwords::new(config.security.password_hash)?;
     let password = random_password();
-    let scheme = config.security.password_hash;
-    let pw = password.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_blocking(&pw, scheme))
-        .await
-        .context("hashing the initial admin password")??;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(DbError::from)
-        .map_err(db_err)?;
+    let mut work = Work::begin(&mut client).await?;
     // Serialise concurrent bootstraps (two processes starting at once).
-    tx.batch_execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+    work.tx()
+        .batch_execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
         .await
-        .map_err(DbError::from)
-        .map_err(db_err)?;
-    if users::admin_exists(&tx).await.map_err(db_err)? {
+        .context("locking the users table for the first admin")?;
+    if users::admin_exists(work.tx()).await? {
         return Ok(None);
     }
-    if users::by_username(&tx, "admin")
-        .await
-        .map_err(db_err)?
-        .is_some()
-    {
+    if users::by_username(work.tx(), "admin").await?.is_some() {
         anyhow::bail!(
             "no user has the admin role, but a user named 'admin' exists; give it the role with `euraflow user create --role admin <name>` under another name, or fix its role in the database"
         );
     }
-    tx.execute(
-        "INSERT INTO users (username, password_hash, role, permissions, account_level_id)
-         VALUES ('admin', $1, 'admin', '[\"*\"]'::jsonb, (SELECT id FROM account_levels WHERE is_default LIMIT 1))",
-        &[&hash],
-    )
-    .await
-    .map_err(DbError::from)
-    .map_err(db_err)?;
+    let new = NewAccount::basic(
+        Username::parse("admin").map_err(anyhow::Error::msg)?,
+        NewPassword::parse(&password).map_err(anyhow::Error::msg)?,
+        Role::Admin,
+    );
+    accounts::create(&mut work, &Actor::system("bootstrap"), &passwords, new)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the first admin: {e}"))?;
     let path = config.state_dir.join(FILE_NAME);
     write_password_file(&path, &password)?;
-    tx.commit().await.map_err(DbError::from).map_err(db_err)?;
+    // Nothing to tell the caches about a brand-new user.
+    let _ = work.commit().await?;
     tracing::warn!(path = %path.display(), "created the first admin user 'admin'; its password is in this file (read it, log in, change the password, delete the file)");
     Ok(Some(path))
 }
@@ -84,16 +77,4 @@ fn write_password_file(path: &Path, password: &str) -> anyhow::Result<()> {
             path.display()
         )
     })
-}
-
-fn db_err(e: DbError) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
-}
-
-/// Length check shared with the CLI.
-pub fn check_password(p: &str) -> anyhow::Result<()> {
-    match password::policy_violation(p) {
-        Some(why) => anyhow::bail!("{why}"),
-        None => Ok(()),
-    }
 }

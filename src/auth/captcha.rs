@@ -8,6 +8,11 @@
 //! little against a rate-limited, locking-out login, and scripts log in without one).
 
 use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::domain::{Checks, DomainError};
+use crate::redis::Redis;
 
 pub const WIDTH: u32 = 280;
 pub const HEIGHT: u32 = 160;
@@ -172,6 +177,146 @@ pub fn new_token() -> String {
     let mut b = [0u8; 32];
     rand::fill(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+// ---- the service: challenges and tokens in Redis --------------------------------------------
+
+fn unavailable() -> DomainError {
+    DomainError::Unavailable {
+        code: "CAPTCHA_UNAVAILABLE",
+        message: "The captcha is unavailable right now; try again shortly".into(),
+        retry_after_s: 5,
+    }
+}
+
+/// A new challenge, stored for [`CAPTCHA_TTL_S`]: `{captcha_id, bg_url, puzzle_url, y}`.
+pub async fn challenge(redis: &Redis) -> Result<Value, DomainError> {
+    let c = tokio::task::spawn_blocking(generate)
+        .await
+        .map_err(|e| anyhow::anyhow!("captcha task: {e}"))??;
+    let id = new_id();
+    redis
+        .query::<()>(
+            redis::cmd("SET")
+                .arg(redis.key(&format!("captcha:{id}")))
+                .arg(c.x)
+                .arg("EX")
+                .arg(CAPTCHA_TTL_S),
+        )
+        .await
+        .map_err(|_| unavailable())?;
+    Ok(json!({
+        "captcha_id": id,
+        "bg_url": data_url(&c.background_png),
+        "puzzle_url": data_url(&c.piece_png),
+        "y": c.y,
+    }))
+}
+
+/// What the client reports after sliding.
+#[derive(Debug, Deserialize)]
+pub struct Answer {
+    pub captcha_id: String,
+    pub x: f64,
+    #[serde(default)]
+    pub duration: Option<f64>,
+    #[serde(default)]
+    pub trail: Option<Vec<Vec<f64>>>,
+}
+
+/// Check an answer: `{success, token?, message}`. A solved captcha yields exactly one
+/// single-use token; a captcha allows [`MAX_ATTEMPTS`] answers.
+pub async fn verify(redis: &Redis, b: &Answer) -> Result<Value, DomainError> {
+    Checks::new()
+        .len_between(&b.captcha_id, "captcha_id", 1, 64)
+        .check(
+            b.x.is_finite() && (0.0..=1000.0).contains(&b.x),
+            "x",
+            "value_error",
+            "must be 0 to 1000",
+        )
+        .check(
+            b.trail.as_ref().is_none_or(|t| t.len() <= 2000),
+            "trail",
+            "too_long",
+            "at most 2000 points",
+        )
+        .finish()?;
+    let key = redis.key(&format!("captcha:{}", b.captcha_id));
+    let attempts_key = redis.key(&format!("captcha_attempts:{}", b.captcha_id));
+    let stored: Option<i64> = redis
+        .query(redis::cmd("GET").arg(&key))
+        .await
+        .map_err(|_| unavailable())?;
+    let Some(expected) = stored else {
+        return Ok(json!({"success": false, "message": "The captcha expired; get a new one"}));
+    };
+    let attempts: u32 = redis
+        .pipeline::<(u32,)>(
+            redis::pipe()
+                .cmd("INCR")
+                .arg(&attempts_key)
+                .cmd("EXPIRE")
+                .arg(&attempts_key)
+                .arg(CAPTCHA_TTL_S)
+                .ignore(),
+        )
+        .await
+        .map(|(n,)| n)
+        .map_err(|_| unavailable())?;
+    let close = (b.x.round() as i64 - expected).abs() <= TOLERANCE_PX;
+    let human_speed = b.duration.is_none_or(|d| d >= MIN_DURATION_MS as f64);
+    if close && human_speed && attempts <= MAX_ATTEMPTS {
+        // DEL answers 1 only once: a solved captcha yields exactly one token.
+        let deleted: i64 = redis
+            .query(redis::cmd("DEL").arg(&key).arg(&attempts_key))
+            .await
+            .map_err(|_| unavailable())?;
+        if deleted > 0 {
+            let token = new_token();
+            redis
+                .query::<()>(
+                    redis::cmd("SET")
+                        .arg(redis.key(&format!("captcha_token:{token}")))
+                        .arg("1")
+                        .arg("EX")
+                        .arg(TOKEN_TTL_S),
+                )
+                .await
+                .map_err(|_| unavailable())?;
+            return Ok(json!({"success": true, "token": token, "message": "ok"}));
+        }
+    }
+    if attempts >= MAX_ATTEMPTS {
+        let _: Result<(), _> = redis
+            .query(redis::cmd("DEL").arg(&key).arg(&attempts_key))
+            .await;
+        return Ok(json!({"success": false, "message": "Too many attempts; get a new captcha"}));
+    }
+    let message = if !human_speed {
+        "Too fast; try again"
+    } else {
+        "Not quite; try again"
+    };
+    Ok(json!({"success": false, "message": message}))
+}
+
+/// For login when `EF__LOGIN_CAPTCHA=true`: consume a token. `None` when Redis cannot be asked
+/// (login then proceeds: the failure limits still protect it).
+pub async fn consume_token(redis: &Redis, token: &str) -> Option<bool> {
+    if token.is_empty() || token.len() > 128 {
+        return Some(false);
+    }
+    match redis
+        .query::<i64>(redis::cmd("DEL").arg(redis.key(&format!("captcha_token:{token}"))))
+        .await
+    {
+        Ok(n) => Some(n > 0),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the captcha token; allowing the login attempt");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

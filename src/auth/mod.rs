@@ -1,26 +1,49 @@
-//! Identity and access: passwords, tokens, sessions, API keys, the current-user extractor, role
-//! rules, rate limits and the audit log. Compatible with the original EuraFlow (bcrypt hashes,
+//! Identity and access: the domain services for accounts, API keys, levels and the session life
+//! cycle, and what they stand on — passwords, tokens, sessions, credentials, role rules, rate
+//! limits, the captcha and the audit log. Compatible with the original EuraFlow (bcrypt hashes,
 //! JWT claims, error codes) and stricter where it was broken (see each module).
+//!
+//! The services (`accounts`, `api_keys`, `levels`, `login`, and `crate::settings`) follow one
+//! shape, which the business modules (`crate::ozon`) copy:
+//! - a function per use case taking a [`Work`](crate::domain::Work) (the transaction) or a client,
+//!   and an [`Actor`] (who, from where);
+//! - input arrives parsed ([`values`]: `Username`, `NewPassword`, `Phone`) or is checked with
+//!   [`Checks`](crate::domain::Checks);
+//! - the actor's rights are checked by the rules in [`roles`];
+//! - the audit row is written in the same transaction;
+//! - errors are a [`DomainError`](crate::domain::DomainError); what caches and clients must learn
+//!   is collected as [`Effects`](crate::domain::Effects) and applied after the commit
+//!   ([`Auth::apply`]).
+//!
+//! Adapters — `api::*` handlers, `ops::users` for the CLI — only translate input and errors.
 
+pub mod accounts;
+pub mod actor;
 pub mod api_keys;
 pub mod audit;
 pub mod bootstrap;
 pub mod captcha;
+pub mod credentials;
 pub mod current_user;
+pub mod levels;
+pub mod login;
 pub mod password;
 pub mod rate_limit;
 pub mod roles;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
+pub mod values;
 
 use std::sync::Arc;
 
-pub use current_user::{AnyStateUser, CurrentUser, RequestMeta, Via};
+pub use actor::{Actor, Origin};
+pub use current_user::{CurrentUser, Via};
 pub use roles::Role;
 
 use crate::config::Config;
 use crate::db::Database;
+use crate::domain::Effects;
 use crate::redis::Redis;
 
 /// Everything authentication needs, built once per process.
@@ -32,6 +55,9 @@ pub struct Auth {
     /// `None` when `EF__RATE_LIMIT_ENABLED=false`.
     pub rate_limiter: Option<rate_limit::RateLimiter>,
     pub single_session: bool,
+    pub login_captcha: bool,
+    pub db: Arc<Database>,
+    pub redis: Arc<Redis>,
 }
 
 impl Auth {
@@ -41,7 +67,7 @@ impl Auth {
             tokens::TokenKeys::new(&sec.secret_key, sec.access_token_ttl, sec.refresh_token_ttl);
         Ok(Auth {
             store: sessions::AuthStore::new(
-                db,
+                db.clone(),
                 redis.clone(),
                 sec.redis_fail_open,
                 sec.refresh_token_ttl.as_secs(),
@@ -51,8 +77,20 @@ impl Auth {
             login_limiter: rate_limit::LoginLimiter::new(redis.clone()),
             rate_limiter: sec
                 .rate_limit
-                .map(|rule| rate_limit::RateLimiter::new(redis, rule)),
+                .map(|rule| rate_limit::RateLimiter::new(redis.clone(), rule)),
             single_session: sec.single_session,
+            login_captcha: sec.login_captcha,
+            db,
+            redis,
         })
+    }
+
+    /// Publish what a committed change did (ended and started sessions, stale account states).
+    /// PostgreSQL already holds the truth; this brings the caches in line at once.
+    pub async fn apply(&self, effects: Effects) {
+        if effects.is_empty() {
+            return;
+        }
+        self.store.apply(&effects).await;
     }
 }

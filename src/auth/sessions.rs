@@ -16,12 +16,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
 
 use super::roles::{AccountState, AccountStatus, Role};
 use super::tokens::{AccessClaims, now_s};
 use super::users;
+use crate::db::sql::Sql;
 use crate::db::{Database, DbError};
+use crate::domain::Effects;
 use crate::redis::Redis;
 
 /// Account state is re-read from PostgreSQL at least this often even if nothing invalidated it.
@@ -157,13 +158,12 @@ impl AuthStore {
             let updated = async {
                 let client = db.get().await?;
                 client
-                    .execute(
+                    .exec(
                         "UPDATE user_login_sessions SET last_activity_at = now()
                           WHERE session_token = $1 AND is_active",
                         &[&token],
                     )
                     .await
-                    .map_err(crate::db::DbError::from)
             };
             if let Err(e) = updated.await {
                 tracing::debug!(error = %e, "session activity not recorded");
@@ -191,25 +191,25 @@ impl AuthStore {
         }
         let client = self.db.get().await?;
         if let Some(token) = claims.session_token.as_deref()
-            && !session_active_in_db(&**client, token, user_id).await?
+            && !session_active_in_db(&client, token, user_id).await?
         {
             return Err(CheckError::Rejected(Rejection::SessionEnded));
         }
-        users::account_state(&**client, user_id)
+        users::account_state(&client, user_id)
             .await?
             .ok_or(CheckError::Rejected(Rejection::UnknownUser))
     }
 
     async fn refill_session(&self, token: &str, user_id: i64) -> Result<bool, CheckError> {
         let client = self.db.get().await?;
-        let active = session_active_in_db(&**client, token, user_id).await?;
+        let active = session_active_in_db(&client, token, user_id).await?;
         self.mark_session(token, active).await;
         Ok(active)
     }
 
     async fn refill_state(&self, user_id: i64) -> Result<AccountState, CheckError> {
         let client = self.db.get().await?;
-        let state = users::account_state(&**client, user_id)
+        let state = users::account_state(&client, user_id)
             .await?
             .ok_or(CheckError::Rejected(Rejection::UnknownUser))?;
         if let Ok(json) = serde_json::to_string(&state) {
@@ -245,6 +245,21 @@ impl AuthStore {
         }
     }
 
+    /// Tell the cache what a committed change did: ended sessions stop working at once, started
+    /// ones need no database on their first request, stale account states are re-read.
+    pub async fn apply(&self, effects: &Effects) {
+        for ended in &effects.ended_sessions {
+            self.mark_session(&ended.token, false).await;
+        }
+        for token in &effects.started_sessions {
+            self.mark_session(token, true).await;
+        }
+        let mut stale = effects.stale_users.clone();
+        stale.sort_unstable();
+        stale.dedup();
+        self.invalidate_states(&stale).await;
+    }
+
     /// Forget cached account states (after any change to these users or their parents).
     pub async fn invalidate_states(&self, user_ids: &[i64]) {
         if user_ids.is_empty() {
@@ -276,12 +291,8 @@ impl AuthStore {
     }
 }
 
-async fn session_active_in_db(
-    c: &impl GenericClient,
-    token: &str,
-    user_id: i64,
-) -> Result<bool, DbError> {
-    Ok(c.query_opt(
+async fn session_active_in_db(c: &impl Sql, token: &str, user_id: i64) -> Result<bool, DbError> {
+    Ok(c.maybe_row(
         "SELECT 1 FROM user_login_sessions
               WHERE session_token = $1 AND user_id = $2 AND is_active
                 AND (expires_at IS NULL OR expires_at > now())",
@@ -294,7 +305,7 @@ async fn session_active_in_db(
 /// Start a session (inside the caller's transaction). With `single`, the user's other active
 /// sessions end (reason `replaced`); their tokens are returned so the cache can be told.
 pub async fn start(
-    tx: &impl GenericClient,
+    tx: &impl Sql,
     user_id: i64,
     ip: Option<&str>,
     user_agent: Option<&str>,
@@ -303,7 +314,7 @@ pub async fn start(
     single: bool,
 ) -> Result<(String, Vec<String>), DbError> {
     let ended = if single {
-        tx.query(
+        tx.rows(
             "UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = 'replaced'
               WHERE user_id = $1 AND is_active RETURNING session_token",
             &[&user_id],
@@ -316,13 +327,13 @@ pub async fn start(
         Vec::new()
     };
     let token = new_session_token();
-    tx.execute(
+    tx.exec(
         "INSERT INTO user_login_sessions (user_id, session_token, ip_address, user_agent, refresh_jti, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
         &[&user_id, &token, &ip, &user_agent, &refresh_jti, &expires_at],
     )
     .await?;
-    tx.execute(
+    tx.exec(
         "UPDATE users SET current_session_token = $2, last_login_at = now() WHERE id = $1",
         &[&user_id, &token],
     )
@@ -331,9 +342,9 @@ pub async fn start(
 }
 
 /// End one session; returns whether it was active.
-pub async fn end(c: &impl GenericClient, token: &str, reason: &str) -> Result<bool, DbError> {
+pub async fn end(c: &impl Sql, token: &str, reason: &str) -> Result<bool, DbError> {
     let row = c
-        .query_opt(
+        .maybe_row(
             "UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = $2
               WHERE session_token = $1 AND is_active RETURNING user_id",
             &[&token, &reason],
@@ -341,7 +352,7 @@ pub async fn end(c: &impl GenericClient, token: &str, reason: &str) -> Result<bo
         .await?;
     if let Some(r) = &row {
         let user_id: i64 = r.get(0);
-        c.execute(
+        c.exec(
             "UPDATE users SET current_session_token = NULL WHERE id = $1 AND current_session_token = $2",
             &[&user_id, &token],
         )
@@ -351,13 +362,9 @@ pub async fn end(c: &impl GenericClient, token: &str, reason: &str) -> Result<bo
 }
 
 /// End every active session of a user (password reset, deactivation); returns their tokens.
-pub async fn end_all(
-    c: &impl GenericClient,
-    user_id: i64,
-    reason: &str,
-) -> Result<Vec<String>, DbError> {
+pub async fn end_all(c: &impl Sql, user_id: i64, reason: &str) -> Result<Vec<String>, DbError> {
     let tokens: Vec<String> = c
-        .query(
+        .rows(
             "UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = $2
               WHERE user_id = $1 AND is_active RETURNING session_token",
             &[&user_id, &reason],
@@ -366,7 +373,7 @@ pub async fn end_all(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    c.execute(
+    c.exec(
         "UPDATE users SET current_session_token = NULL WHERE id = $1",
         &[&user_id],
     )
@@ -387,14 +394,14 @@ pub enum Rotation {
 
 /// Swap the session's refresh token, detecting reuse (inside the caller's transaction).
 pub async fn rotate_refresh(
-    tx: &impl GenericClient,
+    tx: &impl Sql,
     token: &str,
     user_id: i64,
     presented_jti: &str,
     new_jti: &str,
 ) -> Result<Rotation, DbError> {
     let row = tx
-        .query_opt(
+        .maybe_row(
             "SELECT refresh_jti, is_active, (expires_at IS NULL OR expires_at > now())
                FROM user_login_sessions WHERE session_token = $1 AND user_id = $2 FOR UPDATE",
             &[&token, &user_id],
@@ -413,7 +420,7 @@ pub async fn rotate_refresh(
         end(tx, token, "refresh_reuse").await?;
         return Ok(Rotation::Reused);
     }
-    tx.execute(
+    tx.exec(
         "UPDATE user_login_sessions SET refresh_jti = $2, last_activity_at = now() WHERE session_token = $1",
         &[&token, &new_jti],
     )

@@ -1,12 +1,17 @@
 //! User records: reading them, and the original's `UserResponse` shape.
+//!
+//! Everything a response or a check needs about a user — the row, the parent's state (a
+//! sub-account inherits it), the shop ids and the level's summary — comes from one statement
+//! ([`VIEW`]), so listing 5 000 users is one query and a login one more, not two per user.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tokio_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::roles::{AccountState, AccountStatus, Party, Role};
+use super::values::Phone;
 use crate::db::DbError;
+use crate::db::sql::Sql;
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -22,43 +27,143 @@ pub struct User {
     pub account_status: AccountStatus,
     pub expires_at: Option<DateTime<Utc>>,
     pub parent_user_id: Option<i64>,
-    pub current_session_token: Option<String>,
     pub primary_shop_id: Option<i64>,
     pub last_login_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-pub const COLUMNS: &str = "u.id, u.username, u.phone, u.username_changed, u.password_hash, u.is_active, u.role, \
-     u.permissions, u.account_level_id, u.account_status, u.expires_at, u.parent_user_id, \
-     u.current_session_token, u.primary_shop_id, u.last_login_at, u.created_at, u.updated_at";
+/// The level's summary shown with a user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LevelSummary {
+    pub id: i64,
+    pub name: String,
+    pub alias: Option<String>,
+    pub max_sub_accounts: i32,
+    pub max_shops: i32,
+    pub default_expiration_days: i32,
+}
 
-impl User {
-    pub fn from_row(r: &Row) -> User {
+/// A user with everything around it that responses and checks read.
+#[derive(Debug, Clone)]
+pub struct UserView {
+    pub user: User,
+    /// The shops linked to the user (admins see every shop regardless).
+    pub shop_ids: Vec<i64>,
+    pub level: Option<LevelSummary>,
+    /// The parent's (is_active, status, expires_at), for sub-accounts' inherited state.
+    pub parent: Option<(bool, AccountStatus, Option<DateTime<Utc>>)>,
+}
+
+/// The one statement behind every user read; callers append `WHERE ...` and `ORDER BY ...`.
+pub const VIEW: &str = "SELECT u.id, u.username, u.phone, u.username_changed, u.password_hash, u.is_active,
+        u.role, u.permissions, u.account_level_id, u.account_status, u.expires_at, u.parent_user_id,
+        u.primary_shop_id, u.last_login_at, u.created_at, u.updated_at,
+        COALESCE((SELECT array_agg(s.shop_id ORDER BY s.shop_id) FROM user_shops s WHERE s.user_id = u.id),
+                 '{}'::bigint[]) AS shop_ids,
+        l.id AS level_id, l.name AS level_name, l.alias AS level_alias,
+        l.max_sub_accounts AS level_max_sub_accounts, l.max_shops AS level_max_shops,
+        l.default_expiration_days AS level_default_expiration_days,
+        p.is_active AS parent_is_active, p.account_status AS parent_status,
+        p.expires_at AS parent_expires_at
+   FROM users u
+   LEFT JOIN account_levels l ON l.id = u.account_level_id
+   LEFT JOIN users p ON p.id = u.parent_user_id";
+
+fn status_of(s: &str) -> AccountStatus {
+    // The table's CHECK constraint allows only known values; anything else is treated as the
+    // safest state.
+    AccountStatus::parse(s).unwrap_or(AccountStatus::Disabled)
+}
+
+impl UserView {
+    pub fn from_row(r: &Row) -> UserView {
         let role: String = r.get("role");
         let status: String = r.get("account_status");
-        User {
+        let user = User {
             id: r.get("id"),
             username: r.get("username"),
             phone: r.get("phone"),
             username_changed: r.get("username_changed"),
             password_hash: r.get("password_hash"),
             is_active: r.get("is_active"),
-            // The table's CHECK constraints allow only known values.
             role: Role::parse(&role).unwrap_or(Role::SubAccount),
             permissions: r.get("permissions"),
             account_level_id: r.get("account_level_id"),
-            account_status: AccountStatus::parse(&status).unwrap_or(AccountStatus::Disabled),
+            account_status: status_of(&status),
             expires_at: r.get("expires_at"),
             parent_user_id: r.get("parent_user_id"),
-            current_session_token: r.get("current_session_token"),
             primary_shop_id: r.get("primary_shop_id"),
             last_login_at: r.get("last_login_at"),
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
+        };
+        let level = r.get::<_, Option<i64>>("level_id").map(|id| LevelSummary {
+            id,
+            name: r.get("level_name"),
+            alias: r.get("level_alias"),
+            max_sub_accounts: r.get("level_max_sub_accounts"),
+            max_shops: r.get("level_max_shops"),
+            default_expiration_days: r.get("level_default_expiration_days"),
+        });
+        let parent = r.get::<_, Option<bool>>("parent_is_active").map(|active| {
+            let s: String = r.get("parent_status");
+            (active, status_of(&s), r.get("parent_expires_at"))
+        });
+        UserView {
+            user,
+            shop_ids: r.get("shop_ids"),
+            level,
+            parent,
         }
     }
 
+    /// What the per-request checks need.
+    pub fn account_state(&self) -> AccountState {
+        let u = &self.user;
+        AccountState {
+            user_id: u.id,
+            username: u.username.clone(),
+            role: u.role,
+            is_active: u.is_active,
+            status: u.account_status,
+            expires_at: u.expires_at,
+            parent_user_id: u.parent_user_id,
+            inherited: self.parent,
+        }
+    }
+
+    /// The original's `UserResponse`. Admins get `shop_ids: null` (all shops).
+    pub fn response(&self) -> Value {
+        let u = &self.user;
+        let shops = if u.role == Role::Admin {
+            Value::Null
+        } else {
+            json!(self.shop_ids)
+        };
+        json!({
+            "id": u.id,
+            "username": u.username,
+            "phone": u.phone.as_deref().map(Phone::masked),
+            "username_changed": u.username_changed,
+            "role": u.role.as_str(),
+            "permissions": u.permissions,
+            "is_active": u.is_active,
+            "account_status": u.account_status.as_str(),
+            "expires_at": u.expires_at,
+            "parent_user_id": u.parent_user_id,
+            "primary_shop_id": u.primary_shop_id,
+            "shop_ids": shops,
+            "account_level_id": u.account_level_id,
+            "account_level": self.level,
+            "last_login_at": u.last_login_at,
+            "created_at": u.created_at,
+            "updated_at": u.updated_at,
+        })
+    }
+}
+
+impl User {
     pub fn party(&self) -> Party<'_> {
         Party {
             id: self.id,
@@ -70,170 +175,96 @@ impl User {
 
     /// The `permissions` JSON column as a list of strings (anything else is ignored).
     pub fn permission_list(&self) -> Vec<String> {
-        self.permissions
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        permission_list(&self.permissions)
     }
 }
 
-pub async fn by_id(c: &impl GenericClient, id: i64) -> Result<Option<User>, DbError> {
-    let row = c
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM users u WHERE u.id = $1"),
-            &[&id],
-        )
-        .await?;
-    Ok(row.as_ref().map(User::from_row))
+/// A `permissions` JSON value as a list of strings (anything else is ignored).
+pub fn permission_list(permissions: &Value) -> Vec<String> {
+    permissions
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-pub async fn by_username(c: &impl GenericClient, name: &str) -> Result<Option<User>, DbError> {
-    let row = c
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM users u WHERE u.username = $1"),
-            &[&name],
-        )
-        .await?;
-    Ok(row.as_ref().map(User::from_row))
+pub async fn by_id(c: &impl Sql, id: i64) -> Result<Option<UserView>, DbError> {
+    let sql = const_format(VIEW, " WHERE u.id = $1");
+    Ok(c.maybe_row(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(UserView::from_row))
+}
+
+/// `by_id`, locking the user's row for the rest of the transaction (changes to one user, and
+/// quota checks on a parent, are serialised on it).
+pub async fn by_id_for_update(c: &impl Sql, id: i64) -> Result<Option<UserView>, DbError> {
+    let sql = const_format(VIEW, " WHERE u.id = $1 FOR UPDATE OF u");
+    Ok(c.maybe_row(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(UserView::from_row))
+}
+
+pub async fn by_username(c: &impl Sql, name: &str) -> Result<Option<UserView>, DbError> {
+    let sql = const_format(VIEW, " WHERE u.username = $1");
+    Ok(c.maybe_row(&sql, &[&name])
+        .await?
+        .as_ref()
+        .map(UserView::from_row))
 }
 
 /// The original's login lookup: a username, or else a phone number.
-pub async fn by_login(c: &impl GenericClient, identifier: &str) -> Result<Option<User>, DbError> {
-    let row = c
-        .query_opt(
-            &format!(
-                "SELECT {COLUMNS} FROM users u WHERE u.username = $1 OR u.phone = $1
-                 ORDER BY (u.username = $1) DESC LIMIT 1"
-            ),
-            &[&identifier],
-        )
-        .await?;
-    Ok(row.as_ref().map(User::from_row))
+pub async fn by_login(c: &impl Sql, identifier: &str) -> Result<Option<UserView>, DbError> {
+    let sql = const_format(
+        VIEW,
+        " WHERE u.username = $1 OR u.phone = $1 ORDER BY (u.username = $1) DESC LIMIT 1",
+    );
+    Ok(c.maybe_row(&sql, &[&identifier])
+        .await?
+        .as_ref()
+        .map(UserView::from_row))
 }
 
-pub async fn shop_ids(c: &impl GenericClient, user_id: i64) -> Result<Vec<i64>, DbError> {
-    Ok(c.query(
-        "SELECT shop_id FROM user_shops WHERE user_id = $1 ORDER BY shop_id",
-        &[&user_id],
-    )
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect())
+/// Who `viewer` may see in `GET /auth/users`: admins everyone, main accounts themselves and their
+/// children, others themselves — ordered by role, then creation, as the original. At most
+/// `limit` users, in one statement.
+pub async fn visible_to(
+    c: &impl Sql,
+    viewer_id: i64,
+    viewer_role: Role,
+    limit: i64,
+) -> Result<Vec<UserView>, DbError> {
+    let sql = const_format(
+        VIEW,
+        " WHERE $2 OR u.id = $1 OR ($3 AND u.parent_user_id = $1)
+          ORDER BY u.role DESC, u.created_at LIMIT $4",
+    );
+    let rows = c
+        .rows(
+            &sql,
+            &[
+                &viewer_id,
+                &(viewer_role == Role::Admin),
+                &(viewer_role == Role::MainAccount),
+                &limit,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(UserView::from_row).collect())
 }
 
 /// What the per-request checks need, with the parent's state for sub-accounts.
-pub async fn account_state(
-    c: &impl GenericClient,
-    user_id: i64,
-) -> Result<Option<AccountState>, DbError> {
-    let row = c
-        .query_opt(
-            "SELECT u.id, u.username, u.role, u.is_active, u.account_status, u.expires_at,
-                    u.parent_user_id, p.is_active, p.account_status, p.expires_at
-               FROM users u LEFT JOIN users p ON p.id = u.parent_user_id
-              WHERE u.id = $1",
-            &[&user_id],
-        )
-        .await?;
-    Ok(row.map(|r| {
-        let role = Role::parse(r.get::<_, &str>(2)).unwrap_or(Role::SubAccount);
-        let parent: Option<bool> = r.get(7);
-        AccountState {
-            user_id: r.get(0),
-            username: r.get(1),
-            role,
-            is_active: r.get(3),
-            status: AccountStatus::parse(r.get::<_, &str>(4)).unwrap_or(AccountStatus::Disabled),
-            expires_at: r.get(5),
-            parent_user_id: r.get(6),
-            inherited: parent.map(|active| {
-                (
-                    active,
-                    AccountStatus::parse(r.get::<_, &str>(8)).unwrap_or(AccountStatus::Disabled),
-                    r.get(9),
-                )
-            }),
-        }
-    }))
-}
-
-/// `account_level` in user responses: the level's id, name and quotas.
-pub async fn level_summary(
-    c: &impl GenericClient,
-    level_id: Option<i64>,
-) -> Result<Value, DbError> {
-    let Some(id) = level_id else {
-        return Ok(Value::Null);
-    };
-    let row = c
-        .query_opt(
-            "SELECT id, name, alias, max_sub_accounts, max_shops, default_expiration_days
-               FROM account_levels WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-    Ok(row
-        .map(|r| {
-            json!({
-                "id": r.get::<_, i64>(0),
-                "name": r.get::<_, String>(1),
-                "alias": r.get::<_, Option<String>>(2),
-                "max_sub_accounts": r.get::<_, i32>(3),
-                "max_shops": r.get::<_, i32>(4),
-                "default_expiration_days": r.get::<_, i32>(5),
-            })
-        })
-        .unwrap_or(Value::Null))
-}
-
-/// `138****5678`: enough to recognise, not enough to misuse.
-pub fn mask_phone(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    if chars.len() < 8 {
-        return "****".to_owned();
-    }
-    let head: String = chars[..3].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}****{tail}")
-}
-
-/// The original's `UserResponse`. Admins get `shop_ids: null` (all shops).
-pub async fn response(c: &impl GenericClient, u: &User) -> Result<Value, DbError> {
-    let shops = if u.role == Role::Admin {
-        Value::Null
-    } else {
-        json!(shop_ids(c, u.id).await?)
-    };
-    let level = level_summary(c, u.account_level_id).await?;
-    Ok(json!({
-        "id": u.id,
-        "username": u.username,
-        "phone": u.phone.as_deref().map(mask_phone),
-        "username_changed": u.username_changed,
-        "role": u.role.as_str(),
-        "permissions": u.permissions,
-        "is_active": u.is_active,
-        "account_status": u.account_status.as_str(),
-        "expires_at": u.expires_at,
-        "parent_user_id": u.parent_user_id,
-        "primary_shop_id": u.primary_shop_id,
-        "shop_ids": shops,
-        "account_level_id": u.account_level_id,
-        "account_level": level,
-        "last_login_at": u.last_login_at,
-        "created_at": u.created_at,
-        "updated_at": u.updated_at,
-    }))
+pub async fn account_state(c: &impl Sql, user_id: i64) -> Result<Option<AccountState>, DbError> {
+    Ok(by_id(c, user_id).await?.map(|v| v.account_state()))
 }
 
 /// Whether any admin exists (bootstrap creates the first).
-pub async fn admin_exists(c: &impl GenericClient) -> Result<bool, DbError> {
-    Ok(c.query_one(
+pub async fn admin_exists(c: &impl Sql) -> Result<bool, DbError> {
+    Ok(c.row(
         "SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')",
         &[],
     )
@@ -241,14 +272,11 @@ pub async fn admin_exists(c: &impl GenericClient) -> Result<bool, DbError> {
     .get(0))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phones_are_masked() {
-        assert_eq!(mask_phone("13812345678"), "138****5678");
-        assert_eq!(mask_phone("+79161234567"), "+79****4567");
-        assert_eq!(mask_phone("123"), "****");
-    }
+/// `VIEW` with a tail; the texts are constant per call site, so the statement cache holds one
+/// entry per site.
+fn const_format(head: &str, tail: &str) -> String {
+    let mut s = String::with_capacity(head.len() + tail.len());
+    s.push_str(head);
+    s.push_str(tail);
+    s
 }

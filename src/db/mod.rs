@@ -10,6 +10,7 @@
 //!   replaced.
 
 pub mod migrate;
+pub mod sql;
 mod tls;
 
 use std::sync::Arc;
@@ -18,10 +19,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::error::ApiError;
 use crate::config::DbConfig;
 use crate::outage::Outage;
 
@@ -49,42 +48,6 @@ impl DbError {
             DbError::Unavailable(_) => true,
             DbError::Query(e) => e.is_closed() || e.code().is_none(),
             DbError::PoolExhausted { .. } => false,
-        }
-    }
-}
-
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        match e {
-            DbError::PoolExhausted { max, waited } => ApiError::unavailable(
-                "DB_POOL_EXHAUSTED",
-                format!(
-                    "All {max} database connections are busy; waited {:.1}s. Try again shortly.",
-                    waited.as_secs_f64()
-                ),
-                1,
-            ),
-            DbError::Unavailable(_) => ApiError::unavailable(
-                "DB_UNAVAILABLE",
-                "The database is unavailable. Try again shortly.",
-                5,
-            ),
-            DbError::Query(err) if err.is_closed() || err.code().is_none() => {
-                tracing::warn!(error = %err, "database connection failed during a request");
-                ApiError::unavailable(
-                    "DB_UNAVAILABLE",
-                    "The database connection was lost. Try again shortly.",
-                    2,
-                )
-            }
-            DbError::Query(err) => {
-                tracing::error!(error = %err, "database query failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL_SERVER_ERROR",
-                    "An internal server error occurred",
-                )
-            }
         }
     }
 }

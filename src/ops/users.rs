@@ -1,5 +1,6 @@
 //! `euraflow user ...`: account administration from the machine itself — creating the first
-//! admins, resetting a forgotten password, disabling an account — without the web app.
+//! admins, resetting a forgotten password, disabling an account — without the web app. An
+//! adapter over `auth::accounts`, acting as the operator (audited as `cli:<os user>`).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -7,12 +8,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::auth::password::{hash_blocking, policy_violation};
+use crate::auth::accounts::{self, NewAccount};
+use crate::auth::password::Passwords;
 use crate::auth::roles::Role;
-use crate::auth::sessions::{self, AuthStore};
-use crate::auth::users;
+use crate::auth::sessions::AuthStore;
+use crate::auth::values::{NewPassword, Username};
+use crate::auth::{Actor, users};
 use crate::config::Config;
-use crate::db::{self, Database};
+use crate::db::Database;
+use crate::db::sql::Sql;
+use crate::domain::{DomainError, Effects, Work};
 use crate::redis::Redis;
 
 #[derive(Debug, clap::Subcommand)]
@@ -77,13 +82,14 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 async fn execute(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let mut client = db::connect_one(&config.db, &config.db.name)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let db = Database::new(&config.db)?;
+    let redis = Redis::new(&config.redis)?;
+    let mut client = db.get().await?;
+    let actor = Actor::operator(crate::config::current_username());
     match cmd {
         UserCommand::List => {
             let rows = client
-                .query(
+                .rows(
                     "SELECT id, username, role, account_status, is_active, last_login_at FROM users ORDER BY id",
                     &[],
                 )
@@ -109,145 +115,71 @@ async fn execute(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             Ok(())
         }
         UserCommand::Create { role, name } => {
-            if let Some(p) = crate::api::validate::username_problem(&name) {
-                bail!("the user name {p}");
-            }
+            let username =
+                Username::parse(&name).map_err(|p| anyhow::anyhow!("the user name {p}"))?;
             let role = Role::parse(&role).context("unknown role")?;
-            let password = read_password()?;
-            if let Some(why) = policy_violation(&password) {
-                bail!("{why}");
-            }
-            let scheme = config.security.password_hash;
-            let hash =
-                tokio::task::spawn_blocking(move || hash_blocking(&password, scheme)).await??;
-            let permissions = if role == Role::Admin {
-                serde_json::json!(["*"])
-            } else {
-                serde_json::json!([])
-            };
-            let row = client
-                .query_one(
-                    "INSERT INTO users (username, password_hash, role, permissions, account_level_id)
-                     VALUES ($1, $2, $3, $4, CASE WHEN $3::varchar = 'main_account'
-                                                  THEN (SELECT id FROM account_levels WHERE is_default) END)
-                     RETURNING id",
-                    &[&name, &hash, &role.as_str(), &permissions],
-                )
-                .await
-                .map_err(|e| {
-                    if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                        anyhow::anyhow!("a user named {name} exists already")
-                    } else {
-                        anyhow::anyhow!("creating the user: {e}")
-                    }
-                })?;
-            audit_cli(
-                &client,
-                "create",
-                row.get(0),
-                &format!("created by `euraflow user create` as {}", role.as_str()),
+            let password = NewPassword::parse(&read_password()?).map_err(anyhow::Error::msg)?;
+            let passwords = Passwords::new(config.security.password_hash)?;
+            let mut work = Work::begin(&mut client).await?;
+            let id = accounts::create(
+                &mut work,
+                &actor,
+                &passwords,
+                NewAccount::basic(username, password, role),
             )
-            .await?;
-            println!(
-                "created user {name} (id {}, role {})",
-                row.get::<_, i64>(0),
-                role.as_str()
-            );
+            .await
+            .map_err(|e| match e {
+                DomainError::Conflict {
+                    code: "USERNAME_EXISTS",
+                    ..
+                } => {
+                    anyhow::anyhow!("a user named {name} exists already")
+                }
+                e => anyhow::anyhow!("creating the user: {e}"),
+            })?;
+            let _ = work.commit().await?;
+            println!("created user {name} (id {id}, role {})", role.as_str());
             Ok(())
         }
         UserCommand::Passwd { name } => {
             let user = users::by_username(&client, &name)
                 .await?
                 .with_context(|| format!("no user named {name}"))?;
-            let password = read_password()?;
-            if let Some(why) = policy_violation(&password) {
-                bail!("{why}");
-            }
-            let scheme = config.security.password_hash;
-            let hash =
-                tokio::task::spawn_blocking(move || hash_blocking(&password, scheme)).await??;
-            let tx = client.transaction().await?;
-            tx.execute(
-                "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
-                &[&user.id, &hash],
-            )
-            .await?;
-            let ended = sessions::end_all(&tx, user.id, "password_reset").await?;
-            tx.commit().await?;
-            forget(config, user.id, &ended).await;
-            audit_cli(
-                &client,
-                "reset_password",
-                user.id,
-                "password set by `euraflow user passwd`",
-            )
-            .await?;
-            println!(
-                "password of {name} changed; {} session(s) ended",
-                ended.len()
-            );
+            let password = NewPassword::parse(&read_password()?).map_err(anyhow::Error::msg)?;
+            let passwords = Passwords::new(config.security.password_hash)?;
+            let mut work = Work::begin(&mut client).await?;
+            let ended =
+                accounts::reset_password(&mut work, &actor, &passwords, user.user.id, &password)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let effects = work.commit().await?;
+            publish(config, db.clone(), redis, &effects).await;
+            println!("password of {name} changed; {ended} session(s) ended");
             Ok(())
         }
         UserCommand::Disable { name } => {
             let user = users::by_username(&client, &name)
                 .await?
                 .with_context(|| format!("no user named {name}"))?;
-            let tx = client.transaction().await?;
-            tx.execute(
-                "UPDATE users SET account_status = 'disabled', is_active = false, updated_at = now() WHERE id = $1",
-                &[&user.id],
-            )
-            .await?;
-            let ended = sessions::end_all(&tx, user.id, "account_disabled").await?;
-            tx.commit().await?;
-            forget(config, user.id, &ended).await;
-            audit_cli(
-                &client,
-                "update",
-                user.id,
-                "disabled by `euraflow user disable`",
-            )
-            .await?;
-            println!("{name} is disabled; {} session(s) ended", ended.len());
+            let mut work = Work::begin(&mut client).await?;
+            let ended = accounts::disable(&mut work, &actor, user.user.id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let effects = work.commit().await?;
+            publish(config, db.clone(), redis, &effects).await;
+            println!("{name} is disabled; {ended} session(s) ended");
             Ok(())
         }
     }
 }
 
 /// Tell the running servers' cache (Redis) what changed; PostgreSQL already knows.
-async fn forget(config: &Config, user_id: i64, ended: &[String]) {
-    let (Ok(db), Ok(redis)) = (Database::new(&config.db), Redis::new(&config.redis)) else {
-        return;
-    };
+async fn publish(config: &Config, db: Arc<Database>, redis: Arc<Redis>, effects: &Effects) {
     let store = AuthStore::new(
         db,
-        Arc::clone(&redis),
+        redis,
         config.security.redis_fail_open,
         config.security.refresh_token_ttl.as_secs(),
     );
-    for t in ended {
-        store.mark_session(t, false).await;
-    }
-    store.invalidate_states(&[user_id]).await;
-}
-
-async fn audit_cli(
-    client: &tokio_postgres::Client,
-    action: &str,
-    user_id: i64,
-    note: &str,
-) -> anyhow::Result<()> {
-    let actor = crate::auth::audit::Actor {
-        username: Some(format!("cli:{}", crate::config::current_username())),
-        ..Default::default()
-    };
-    crate::auth::audit::write(
-        client,
-        &actor,
-        crate::auth::audit::Entry::new("user", action, "命令行")
-            .record("users", user_id)
-            .notes(note),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))
+    store.apply(effects).await;
 }

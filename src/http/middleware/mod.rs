@@ -11,7 +11,6 @@ pub mod compression;
 pub mod cors;
 pub mod metrics;
 pub mod panic;
-pub mod rate_limit;
 pub mod request_id;
 pub mod security_headers;
 pub mod timeout;

@@ -6,12 +6,12 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode};
 
-use super::client_ip::ClientIp;
+use super::authenticate::Authentication;
 use crate::api::error::ApiError;
-use crate::auth::api_keys;
 use crate::auth::rate_limit::Decision;
+use crate::http::middleware::client_ip::ClientIp;
 use crate::http::server::ConnInfo;
 use crate::state::AppState;
 
@@ -29,7 +29,7 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     if local || EXEMPT.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let subject = subject(&req, &state);
+    let subject = subject(&req);
     let d = limiter.check(&subject).await;
     if !d.allowed {
         let wait = d.retry_after.as_secs().max(1);
@@ -52,20 +52,15 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     resp
 }
 
-fn subject(req: &Request, state: &AppState) -> String {
-    let headers = req.headers();
-    if let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        && let Some(user) = state.auth().keys.peek_user(token.trim())
+/// The user of a valid token, the API key, or else the client IP (from the `authenticate`
+/// layer, which verified the credentials once).
+fn subject(req: &Request) -> String {
+    if let Some(s) = req
+        .extensions()
+        .get::<Authentication>()
+        .and_then(|a| a.presented.rate_subject())
     {
-        return format!("user:{user}");
-    }
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok())
-        && api_keys::looks_valid(key.trim())
-    {
-        return format!("key:{}", &api_keys::hash(key.trim())[..32]);
+        return s;
     }
     match req.extensions().get::<ClientIp>() {
         Some(ip) => format!("ip:{}", ip.0),
