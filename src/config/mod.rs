@@ -326,7 +326,7 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Per-queue caps on running jobs (`EF__WORKER_QUEUES`); unlisted queues are capped only by
     /// `concurrency`.
-    pub queue_limits: Vec<(crate::jobs::Queue, usize)>,
+    pub queue_limits: Vec<(crate::queues::Queue, usize)>,
     pub poll_interval: Duration,
     pub shutdown_timeout: Duration,
     pub lease: Duration,
