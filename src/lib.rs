@@ -21,4 +21,5 @@ pub mod startup;
 pub mod state;
 pub mod systemd;
 pub mod telemetry;
+pub mod tls_provider;
 pub mod worker;
