@@ -1,3 +1,6 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use super::*;
 
 const GOOD_SECRET: &str =
