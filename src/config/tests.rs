@@ -1,3 +1,6 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use super::*;
 
 const GOOD_SECRET: &str =
@@ -496,7 +499,7 @@ fn worker_settings_have_defaults_and_queue_caps_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(dir.path(), &[("EF__SECRET_KEY", GOOD_SECRET)]);
     let c = load(&o).unwrap().config;
-    use crate::jobs::Queue;
+    use crate::queues::Queue;
     assert_eq!(
         c.worker.queue_limits,
         vec![

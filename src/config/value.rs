@@ -234,16 +234,16 @@ impl ConfigValue for List {
 
 /// `EF__WORKER_QUEUES`: `queue=N` pairs separated by commas, each queue one of the job queues.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct QueueLimits(pub Vec<(crate::jobs::Queue, usize)>);
+pub struct QueueLimits(pub Vec<(crate::queues::Queue, usize)>);
 
 impl ConfigValue for QueueLimits {
     fn parse_value(raw: &str) -> Result<Self, Invalid> {
-        let names = crate::jobs::Queue::ALL
+        let names = crate::queues::Queue::ALL
             .iter()
             .map(|q| q.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        let mut limits: Vec<(crate::jobs::Queue, usize)> = Vec::new();
+        let mut limits: Vec<(crate::queues::Queue, usize)> = Vec::new();
         for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let Some((name, n)) = item.split_once('=') else {
                 return Err(Invalid::new(
@@ -251,7 +251,7 @@ impl ConfigValue for QueueLimits {
                     "write pairs such as ef_pull=4,ef_push=4,default=4",
                 ));
             };
-            let Some(queue) = crate::jobs::Queue::parse(name.trim()) else {
+            let Some(queue) = crate::queues::Queue::parse(name.trim()) else {
                 return Err(Invalid::new(
                     format!("'{}' is not a job queue", name.trim()),
                     format!("use one of {names}"),

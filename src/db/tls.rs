@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::http::tls::crypto_provider;
+use crate::tls_provider::crypto_provider;
 
 /// Verify the server's chain and host name against `root_cert` (EF__DB_SSLROOTCERT), or the
 /// public web roots when it is not set.

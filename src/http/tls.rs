@@ -20,6 +20,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::config::TlsConfig;
+pub use crate::tls_provider::crypto_provider;
 
 /// Self-signed certificates are renewed when fewer days than this remain.
 const SELF_SIGNED_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86400);
@@ -50,28 +51,6 @@ impl std::fmt::Debug for CertificateStore {
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
-}
-
-/// ring with Mozilla's "modern" suite order: AES-128-GCM first. Every suite is an AEAD with
-/// forward secrecy either way; AES-128-GCM with SHA-256 costs the server noticeably less per
-/// handshake than AES-256-GCM with SHA-384 (SHA-512 was the largest single cost in a profile of
-/// new-connection-per-request load).
-pub fn crypto_provider() -> Arc<CryptoProvider> {
-    let mut p = rustls::crypto::ring::default_provider();
-    let rank = |s: &rustls::SupportedCipherSuite| -> u8 {
-        let name = format!("{:?}", s.suite());
-        if name.contains("AES_128_GCM") {
-            0
-        } else if name.contains("AES_256_GCM") {
-            1
-        } else {
-            2
-        }
-    };
-    // Stable: TLS 1.3 suites stay ahead of TLS 1.2 ones, as in ring's own list.
-    p.cipher_suites
-        .sort_by_key(|s| (s.version() == &rustls::version::TLS12, rank(s)));
-    Arc::new(p)
 }
 
 impl CertificateStore {

@@ -26,61 +26,11 @@ pub mod worker;
 
 use std::fmt;
 
+pub use crate::queues::Queue;
 pub use queue::{Enqueued, NewJob, enqueue};
 pub use registry::{
     Job, JobContext, JobEnv, JobError, JobResult, Registry, RetryPolicy, TimeLimits,
 };
-
-/// The queues, as the original routed its tasks. A job type names its queue; the worker caps how
-/// many jobs of each queue run at once (`EF__WORKER_QUEUES`) so a flood in one cannot starve the
-/// others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Queue {
-    #[serde(rename = "ef_core")]
-    Core,
-    #[serde(rename = "ef_pull")]
-    Pull,
-    #[serde(rename = "ef_push")]
-    Push,
-    #[serde(rename = "ef_sync")]
-    Sync,
-    Default,
-    #[serde(rename = "ef_low")]
-    Low,
-}
-
-impl Queue {
-    pub const ALL: [Queue; 6] = [
-        Queue::Core,
-        Queue::Pull,
-        Queue::Push,
-        Queue::Sync,
-        Queue::Default,
-        Queue::Low,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Queue::Core => "ef_core",
-            Queue::Pull => "ef_pull",
-            Queue::Push => "ef_push",
-            Queue::Sync => "ef_sync",
-            Queue::Default => "default",
-            Queue::Low => "ef_low",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Queue> {
-        Queue::ALL.into_iter().find(|q| q.as_str() == s)
-    }
-}
-
-impl fmt::Display for Queue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A job's state, as stored in `jobs.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
