@@ -18,6 +18,7 @@ use super::Queue;
 use super::registry::{Job, JobContext, JobError, JobResult, Registry, RetryPolicy, TimeLimits};
 use crate::db::quote_ident;
 
+/// Add the core jobs to `r` (`jobs::builtin_registry` calls it for the shipped worker).
 pub fn register(r: &mut Registry) {
     r.register::<SystemHealthCheck>();
     r.register::<Cleanup>();

@@ -3,7 +3,9 @@
 //!
 //! - `queue`: enqueue (inside the caller's transaction), claim with `FOR UPDATE SKIP LOCKED`,
 //!   leases, finish, retry with backoff, release.
-//! - `registry`: the typed `Job` trait and the table of job types a worker knows.
+//! - `registry`: the typed `Job` trait and the table of job types a worker knows. It knows no
+//!   job type itself: `builtin_registry` (here) lists the shipped ones, so the arrows run from
+//!   job modules to the registry, never back.
 //! - `worker`: runs jobs with global and per-queue limits, time limits, lease renewal, and a
 //!   bounded drain on shutdown.
 //! - `scheduler` + `cron`: `sync_services` schedules, enqueued once per tick across schedulers.
@@ -30,6 +32,15 @@ pub use queue::{Enqueued, NewJob, enqueue};
 pub use registry::{
     Job, JobContext, JobEnv, JobError, JobResult, Registry, RetryPolicy, TimeLimits,
 };
+
+/// The job types the shipped `euraflow worker` runs (and the API can list and trigger). The
+/// registry itself knows no job type: job modules register with it, and this is the one place
+/// that lists the shipped ones.
+pub fn builtin_registry() -> Registry {
+    let mut registry = Registry::new();
+    core_jobs::register(&mut registry);
+    registry
+}
 
 /// The queues, as the original routed its tasks. A job type names its queue; the worker caps how
 /// many jobs of each queue run at once (`EF__WORKER_QUEUES`) so a flood in one cannot starve the
