@@ -11,6 +11,7 @@ use tokio_postgres::Row;
 use super::cron::Timing;
 use super::queue::{self, NewJob, QueueError};
 use super::registry::Registry;
+use super::run_log;
 use super::{JobState, Queue};
 
 /// Most rows one listing returns.
@@ -159,7 +160,11 @@ pub async fn get_service(c: &impl GenericClient, id: i32) -> Result<SyncService,
     )
     .await?
     .map(|r| service(&r))
-    .ok_or_else(|| AdminError::NotFound(format!("there is no sync service {id}")))
+    .ok_or_else(|| no_such_service(id))
+}
+
+fn no_such_service(id: i32) -> AdminError {
+    AdminError::NotFound(format!("there is no sync service {id}"))
 }
 
 /// `PUT /sync-services/{id}`: what may change.
@@ -353,12 +358,7 @@ pub async fn delete_service_logs(
     before: Option<DateTime<Utc>>,
 ) -> Result<u64, AdminError> {
     let s = get_service(c, id).await?;
-    Ok(c.execute(
-        "DELETE FROM sync_service_logs
-          WHERE service_key = $1 AND status <> 'running' AND ($2::timestamptz IS NULL OR started_at < $2)",
-        &[&s.service_key, &before],
-    )
-    .await?)
+    Ok(run_log::delete_runs(c, &s.service_key, before).await?)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -407,19 +407,10 @@ pub async fn reset_service_stats(
     c: &impl GenericClient,
     id: i32,
 ) -> Result<SyncService, AdminError> {
-    get_service(c, id).await?;
-    let row = c
-        .query_one(
-            &format!(
-                "UPDATE sync_services
-                    SET run_count = 0, success_count = 0, error_count = 0,
-                        avg_execution_time_ms = NULL, updated_at = now()
-                  WHERE id = $1 RETURNING {SERVICE_COLUMNS}"
-            ),
-            &[&id],
-        )
-        .await?;
-    Ok(service(&row))
+    if !run_log::reset_stats(c, id).await? {
+        return Err(no_such_service(id));
+    }
+    get_service(c, id).await
 }
 
 /// A `jobs` row.

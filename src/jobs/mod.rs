@@ -8,6 +8,8 @@
 //!   job modules to the registry, never back.
 //! - `worker`: runs jobs with global and per-queue limits, time limits, lease renewal, and a
 //!   bounded drain on shutdown.
+//! - `run_log`: the one writer of `sync_service_logs` and the run statistics of `sync_services`;
+//!   a service run's end is written in the transaction of its job's outcome.
 //! - `scheduler` + `cron`: `sync_services` schedules, enqueued once per tick across schedulers.
 //! - `core_jobs`: health check, cleanup, database backup.
 //! - `admin`: what the API (and operators) need: services, logs, stats, job listing, retry, cancel.
@@ -23,6 +25,7 @@ pub mod cron;
 pub mod metrics;
 pub mod queue;
 pub mod registry;
+pub(crate) mod run_log;
 pub mod scheduler;
 pub mod worker;
 

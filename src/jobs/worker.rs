@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::Queue;
 use super::queue::{self, Claimed, Outcome, QueueError};
 use super::registry::{JobContext, JobEnv, JobError, JobResult, JobSpec, Registry, RetryPolicy};
-use super::{Queue, truncate};
+use super::run_log;
 use crate::config::WorkerConfig;
 
 /// Shards of `job_metrics` rows (by worker slot), so concurrent finishes rarely share a row.
@@ -278,11 +279,11 @@ impl Worker {
     }
 
     async fn expire_leases(&self) {
-        let client = match self.env.db.get().await {
+        let mut client = match self.env.db.get().await {
             Ok(c) => c,
             Err(_) => return,
         };
-        match queue::expire_leases(&**client).await {
+        match run_log::expire_leases(&mut client).await {
             Ok(expired) => {
                 for e in expired {
                     tracing::warn!(
@@ -612,114 +613,27 @@ impl Worker {
         duration: Duration,
         shard: i16,
     ) -> Result<bool, QueueError> {
-        let client = self.env.db.get().await?;
-        let Some(service_key) = &job.service_key else {
-            return queue::finish(&client, job, &self.instance_id, outcome, duration, shard).await;
-        };
-        client.batch_execute("BEGIN").await?;
-        let result = async {
-            let ours =
-                queue::finish(&client, job, &self.instance_id, outcome, duration, shard).await?;
-            if ours {
-                service_finished(&client, job, service_key, outcome, duration).await?;
-            }
-            client.batch_execute("COMMIT").await?;
-            Ok::<bool, QueueError>(ours)
-        }
-        .await;
-        if result.is_err() {
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        result
+        let mut client = self.env.db.get().await?;
+        run_log::record_outcome(
+            &mut client,
+            job,
+            &self.instance_id,
+            outcome,
+            duration,
+            shard,
+        )
+        .await
     }
 
     async fn service_started(&self, job: &Claimed, key: &str) {
         let run = async {
             let client = self.env.db.get().await?;
-            client
-                .execute(
-                    "WITH l AS (
-                        INSERT INTO sync_service_logs (service_key, run_id, started_at, status, extra_data)
-                        VALUES ($1, $2, now(), 'running', jsonb_build_object('attempt', $3::int, 'job_type', $4::text)))
-                     UPDATE sync_services SET last_run_at = now(), last_run_status = 'running', updated_at = now()
-                      WHERE service_key = $1",
-                    &[&key, &job.id.to_string(), &(job.attempt as i32), &job.job_type],
-                )
-                .await?;
-            Ok::<(), QueueError>(())
+            run_log::run_started(&**client, job, key).await
         };
         if let Err(e) = run.await {
             tracing::warn!(job_id = job.id, service_key = key, error = %e, "cannot record the run's start in sync_service_logs");
         }
     }
-}
-
-async fn service_finished(
-    client: &deadpool_postgres::ClientWrapper,
-    job: &Claimed,
-    key: &str,
-    outcome: &Outcome,
-    duration: Duration,
-) -> Result<(), QueueError> {
-    let ms = duration.as_millis().min(i32::MAX as u128) as i32;
-    let (status, error, result, message) = match outcome {
-        Outcome::Succeeded(v) => (
-            "success",
-            None,
-            Some(v),
-            format!("succeeded in {ms} ms (job {})", job.id),
-        ),
-        Outcome::Failed { error, retry_in } => {
-            let next = match retry_in {
-                Some(d) => format!("; retry in {:.0}s", d.as_secs_f64()),
-                None => "; dead".to_owned(),
-            };
-            (
-                "failed",
-                Some(truncate(error, queue::MAX_ERROR_BYTES)),
-                None,
-                truncate(&format!("{error}{next}"), 2000),
-            )
-        }
-    };
-    let count = |name: &str| -> Option<i32> {
-        result
-            .and_then(|v| v.get(name))
-            .and_then(|v| v.as_i64())
-            .map(|n| n.clamp(0, i32::MAX as i64) as i32)
-    };
-    let (processed, updated) = (count("records_processed"), count("records_updated"));
-    client
-        .execute(
-            "WITH l AS (
-                UPDATE sync_service_logs
-                   SET finished_at = now(), status = $3, execution_time_ms = $4, error_message = $5,
-                       records_processed = $6, records_updated = $7,
-                       extra_data = coalesce(extra_data, '{}'::jsonb) || jsonb_build_object('result', $8::jsonb)
-                 WHERE run_id = $1 AND service_key = $2 AND status = 'running')
-             UPDATE sync_services
-                SET last_run_status = $3, last_run_message = $9,
-                    run_count = run_count + 1,
-                    success_count = success_count + ($3 = 'success')::int,
-                    error_count = error_count + ($3 = 'failed')::int,
-                    avg_execution_time_ms =
-                        ((coalesce(avg_execution_time_ms, 0)::bigint * run_count + $4) / (run_count + 1))::int,
-                    updated_at = now()
-              WHERE service_key = $2",
-            &[
-                &job.id.to_string(),
-                &key,
-                &status,
-                &ms,
-                &error,
-                &processed,
-                &updated,
-                &result,
-                &message,
-            ],
-        )
-        .await?;
-    Ok(())
 }
 
 fn task_id(r: &Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
