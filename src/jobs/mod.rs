@@ -7,7 +7,7 @@
 //!   job type itself: `builtin_registry` (here) lists the shipped ones, so the arrows run from
 //!   job modules to the registry, never back.
 //! - `worker`: runs jobs with global and per-queue limits, time limits, lease renewal, and a
-//!   bounded drain on shutdown.
+//!   bounded drain on shutdown (`worker/`: `runner`, `slots`, `listener`, `execute`).
 //! - `run_log`: the one writer of `sync_service_logs` and the run statistics of `sync_services`;
 //!   a service run's end is written in the transaction of its job's outcome.
 //! - `scheduler` + `cron`: `sync_services` schedules, enqueued once per tick across schedulers.
