@@ -12,7 +12,8 @@
 //!   a service run's end is written in the transaction of its job's outcome.
 //! - `scheduler` + `cron`: `sync_services` schedules, enqueued once per tick across schedulers.
 //! - `core_jobs`: health check, cleanup, database backup.
-//! - `admin`: what the API (and operators) need: services, logs, stats, job listing, retry, cancel.
+//! - `admin`: what the API (and operators) need: services, logs, stats, job listing, retry, cancel,
+//!   the status overview (`admin/`: `services`, `jobs`, `overview`).
 //! - `metrics`: the job metrics, read from PostgreSQL at scrape time.
 //!
 //! Delivery is at-least-once: a job whose worker dies mid-run (crash, `kill -9`, power loss) runs
