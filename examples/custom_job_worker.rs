@@ -16,7 +16,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use euraflow::jobs::{Job, JobContext, JobError, JobResult, Registry, RetryPolicy};
+use euraflow::jobs::{Job, JobContext, JobError, JobResult, RetryPolicy, builtin_registry};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ impl Job for Sleep {
 }
 
 fn main() -> ExitCode {
-    let mut registry = Registry::builtin();
+    let mut registry = builtin_registry();
     registry.register::<Sleep>();
     let dev = std::env::args().any(|a| a == "--dev");
     euraflow::cli::run_worker(dev, None, registry)

@@ -339,7 +339,7 @@ async fn restore(config: &config::Config, file: &std::path::Path, force: bool) -
 }
 
 fn worker(dev: bool, file: Option<PathBuf>) -> ExitCode {
-    run_worker(dev, file, crate::jobs::Registry::builtin())
+    run_worker(dev, file, crate::jobs::builtin_registry())
 }
 
 /// `euraflow worker` with a given registry: the shipped binary uses the built-in job types; a

@@ -46,7 +46,7 @@ impl AppState {
         );
         let auth = Auth::new(&config, db.clone(), redis.clone())?;
         Ok(AppState(Arc::new(Inner {
-            job_registry: crate::jobs::Registry::builtin(),
+            job_registry: crate::jobs::builtin_registry(),
             auth,
             config,
             db,

@@ -39,7 +39,7 @@ pub enum WorkerError {
 }
 
 /// Run the worker with `registry` until SIGTERM/SIGINT. The shipped binary passes
-/// `Registry::builtin()`; a program linking the library may add its own job types.
+/// `jobs::builtin_registry()`; a program linking the library may add its own job types.
 pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), WorkerError> {
     let config = Arc::new(loaded.config.clone());
     let lifecycle = Lifecycle::new();

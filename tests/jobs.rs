@@ -736,3 +736,51 @@ async fn a_queue_cap_limits_that_queue_and_leaves_the_other_slots_free() {
     assert_eq!(count(&format!("{k}:runs")), 8);
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_run_whose_worker_died_is_closed_as_failed_when_its_lease_expires() {
+    let db = TestDb::migrated().await;
+    let h = Harness::new(&db, &[("EF__WORKER_POLL_INTERVAL", "50ms")]);
+    let client = h.client().await;
+    // A run of service `probe` whose worker vanished: its job still `running` under an expired
+    // lease, its log row still `running`.
+    let id: i64 = client
+        .query_one(
+            "WITH s AS (
+                INSERT INTO sync_services (service_key, celery_task_name) VALUES ('probe', 'test.noop'))
+             INSERT INTO jobs (job_type, queue, max_attempts, attempts, state, lease_owner,
+                               lease_expires_at, started_at, service_key)
+             VALUES ('test.noop', 'default', 1, 1, 'running', 'gone:1:x', now() - interval '1 second',
+                     now() - interval '1 minute', 'probe')
+             RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "INSERT INTO sync_service_logs (service_key, run_id, status) VALUES ('probe', $1, 'running')",
+            &[&id.to_string()],
+        )
+        .await
+        .unwrap();
+    let w = h.start(test_registry(), h.options());
+    let (_, _, error) = h.wait_state(id, "dead", Duration::from_secs(10)).await;
+    assert!(error.unwrap().contains("gone:1:x"));
+    let log = client
+        .query_one(
+            "SELECT status, finished_at IS NOT NULL, error_message FROM sync_service_logs
+              WHERE run_id = $1",
+            &[&id.to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(log.get::<_, String>(0), "failed");
+    assert!(log.get::<_, bool>(1));
+    assert_eq!(
+        log.get::<_, Option<String>>(2).as_deref(),
+        Some("the worker running it died before it finished")
+    );
+    w.stop().await;
+}

@@ -387,7 +387,7 @@ async fn failures_are_recorded_as_failures_with_logs_and_stats() {
 async fn built_in_schedules_are_seeded_once_and_operator_edits_are_kept() {
     let db = TestDb::migrated().await;
     let h = Harness::new(&db, &[]);
-    let reg = Arc::new(euraflow::jobs::Registry::builtin());
+    let reg = Arc::new(euraflow::jobs::builtin_registry());
     let s = Scheduler::new(
         h.db.clone(),
         reg.clone(),

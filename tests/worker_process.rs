@@ -250,7 +250,7 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
         .get(0);
     let triggered = euraflow::jobs::admin::trigger_service(
         &client,
-        &euraflow::jobs::Registry::builtin(),
+        &euraflow::jobs::builtin_registry(),
         health_id,
     )
     .await

@@ -16,8 +16,10 @@ use serde_json::json;
 
 use super::Queue;
 use super::registry::{Job, JobContext, JobError, JobResult, Registry, RetryPolicy, TimeLimits};
+use super::run_log;
 use crate::db::quote_ident;
 
+/// Add the core jobs to `r` (`jobs::builtin_registry` calls it for the shipped worker).
 pub fn register(r: &mut Registry) {
     r.register::<SystemHealthCheck>();
     r.register::<Cleanup>();
@@ -104,12 +106,7 @@ impl Job for Cleanup {
                     SELECT id FROM jobs WHERE state IN ('succeeded', 'dead', 'cancelled')
                        AND finished_at < now() - make_interval(days => $1) LIMIT $2)",
             ),
-            (
-                "sync_service_logs",
-                "DELETE FROM sync_service_logs WHERE id IN (
-                    SELECT id FROM sync_service_logs WHERE status <> 'running'
-                       AND started_at < now() - make_interval(days => $1) LIMIT $2)",
-            ),
+            ("sync_service_logs", run_log::PRUNE_BATCH),
             (
                 "system_health_checks",
                 "DELETE FROM system_health_checks WHERE id IN (

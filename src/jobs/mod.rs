@@ -3,12 +3,17 @@
 //!
 //! - `queue`: enqueue (inside the caller's transaction), claim with `FOR UPDATE SKIP LOCKED`,
 //!   leases, finish, retry with backoff, release.
-//! - `registry`: the typed `Job` trait and the table of job types a worker knows.
+//! - `registry`: the typed `Job` trait and the table of job types a worker knows. It knows no
+//!   job type itself: `builtin_registry` (here) lists the shipped ones, so the arrows run from
+//!   job modules to the registry, never back.
 //! - `worker`: runs jobs with global and per-queue limits, time limits, lease renewal, and a
-//!   bounded drain on shutdown.
+//!   bounded drain on shutdown (`worker/`: `runner`, `slots`, `listener`, `execute`).
+//! - `run_log`: the one writer of `sync_service_logs` and the run statistics of `sync_services`;
+//!   a service run's end is written in the transaction of its job's outcome.
 //! - `scheduler` + `cron`: `sync_services` schedules, enqueued once per tick across schedulers.
 //! - `core_jobs`: health check, cleanup, database backup.
-//! - `admin`: what the API (and operators) need: services, logs, stats, job listing, retry, cancel.
+//! - `admin`: what the API (and operators) need: services, logs, stats, job listing, retry, cancel,
+//!   the status overview (`admin/`: `services`, `jobs`, `overview`).
 //! - `metrics`: the job metrics, read from PostgreSQL at scrape time.
 //!
 //! Delivery is at-least-once: a job whose worker dies mid-run (crash, `kill -9`, power loss) runs
@@ -21,6 +26,7 @@ pub mod cron;
 pub mod metrics;
 pub mod queue;
 pub mod registry;
+pub(crate) mod run_log;
 pub mod scheduler;
 pub mod worker;
 
@@ -31,6 +37,15 @@ pub use queue::{Enqueued, NewJob, enqueue};
 pub use registry::{
     Job, JobContext, JobEnv, JobError, JobResult, Registry, RetryPolicy, TimeLimits,
 };
+
+/// The job types the shipped `euraflow worker` runs (and the API can list and trigger). The
+/// registry itself knows no job type: job modules register with it, and this is the one place
+/// that lists the shipped ones.
+pub fn builtin_registry() -> Registry {
+    let mut registry = Registry::new();
+    core_jobs::register(&mut registry);
+    registry
+}
 
 /// A job's state, as stored in `jobs.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -377,9 +377,10 @@ fn bucket_of(seconds: f64) -> usize {
 }
 
 /// Record a run's end and count it in `job_metrics`, in one statement. `false` when the job was
-/// no longer ours (lease lost): nothing is written.
+/// no longer ours (lease lost): nothing is written. `client` may be a transaction: a service run's
+/// log is closed in the same one (`run_log::record_outcome`).
 pub async fn finish(
-    client: &ClientWrapper,
+    client: &impl deadpool_postgres::GenericClient,
     job: &Claimed,
     owner: &str,
     outcome: &Outcome,
@@ -484,8 +485,10 @@ pub struct Expired {
 }
 
 /// Make jobs whose lease expired (their worker died) runnable again, or dead when they used
-/// their attempts. Any worker may call it; `SKIP LOCKED` keeps callers from colliding.
-pub async fn expire_leases(client: &impl GenericClient) -> Result<Vec<Expired>, QueueError> {
+/// their attempts. Any worker may call it; `SKIP LOCKED` keeps callers from colliding. The
+/// expired jobs stay locked until `client`'s transaction ends, so `run_log::expire_leases` closes
+/// their service runs in the same one before any worker can claim them again.
+pub(crate) async fn expire_leases(client: &impl GenericClient) -> Result<Vec<Expired>, QueueError> {
     let rows = client
         .query(
             "WITH gone AS (
@@ -502,13 +505,7 @@ pub async fn expire_leases(client: &impl GenericClient) -> Result<Vec<Expired>, 
                                     || ' expired before the job finished (the worker died or lost the database)',
                        lease_owner = NULL, lease_expires_at = NULL, run_after = now(), updated_at = now()
                   FROM gone WHERE j.id = gone.id
-              RETURNING j.id, j.job_type, j.state, gone.lease_owner, j.service_key),
-             logs AS (
-                UPDATE sync_service_logs l
-                   SET status = 'failed', finished_at = now(),
-                       error_message = 'the worker running it died before it finished'
-                  FROM upd
-                 WHERE l.run_id = upd.id::text AND l.status = 'running'),
+              RETURNING j.id, j.job_type, j.state, gone.lease_owner),
              counted AS (
                 INSERT INTO job_metrics AS m (job_type, shard, failed, dead, duration_buckets)
                 SELECT job_type, -1, count(*), count(*) FILTER (WHERE state = 'dead'),

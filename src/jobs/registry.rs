@@ -275,13 +275,6 @@ impl Registry {
         Self::default()
     }
 
-    /// The built-in job types the shipped `euraflow worker` runs.
-    pub fn builtin() -> Self {
-        let mut r = Registry::new();
-        super::core_jobs::register(&mut r);
-        r
-    }
-
     /// Add `J`. Registering a name twice replaces the earlier type.
     ///
     /// # Panics

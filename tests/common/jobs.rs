@@ -302,7 +302,7 @@ impl Job for Polite {
 
 /// A registry with every test job type (and the built-in ones).
 pub fn test_registry() -> Registry {
-    let mut r = Registry::builtin();
+    let mut r = euraflow::jobs::builtin_registry();
     r.register::<Noop>()
         .register::<Sleep>()
         .register::<CoreProbe>()
