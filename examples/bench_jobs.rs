@@ -159,7 +159,7 @@ fn main() {
             username: config::current_username(),
         };
         let cfg = Arc::new(config::load(&opts).expect("configuration").config);
-        euraflow::startup::run_migrations(&cfg.db).await.expect("migrations");
+        euraflow::db::prepare::run_migrations(&cfg.db).await.expect("migrations");
         let db = Database::new(&cfg.db).expect("pool");
         let redis = euraflow::redis::Redis::new(&cfg.redis).expect("redis client");
         let env = JobEnv::new(cfg.clone(), db.clone(), redis);

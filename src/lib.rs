@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod ops;
 pub mod outage;
+pub mod process;
 pub mod queues;
 pub mod redis;
 pub mod serve;

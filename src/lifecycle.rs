@@ -1,12 +1,18 @@
 //! One handle owns every long-lived task by name, and one token tells them all to stop. Shutdown
 //! waits for each task under a bound and names the ones that did not stop, so a hang at stop time
 //! points at its culprit instead of at systemd's SIGKILL.
+//!
+//! The process's signals are read here too ([`Signals`]: TERM and INT stop, HUP reloads), and the
+//! one STATUS reporter runs here ([`Lifecycle::spawn_status_reporter`]), for `serve` and `worker`
+//! alike.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use anyhow::Context;
+use tokio::signal::unix::{self, SignalKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +45,43 @@ impl fmt::Display for TaskName {
     }
 }
 
+/// What the process was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM (systemd's stop) or SIGINT (Ctrl-C): the name of the signal.
+    Stop(&'static str),
+    /// SIGHUP (`systemctl reload`).
+    Reload,
+}
+
+/// The process's TERM, INT and HUP. Install them before READY=1, so a stop request can never be
+/// lost between the two.
+pub struct Signals {
+    term: unix::Signal,
+    int: unix::Signal,
+    hup: unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> anyhow::Result<Self> {
+        Ok(Signals {
+            term: unix::signal(SignalKind::terminate())
+                .context("installing the SIGTERM handler")?,
+            int: unix::signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: unix::signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+
+    /// The next signal.
+    pub async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Lifecycle {
     shutdown: CancellationToken,
@@ -53,10 +96,6 @@ impl Lifecycle {
     /// Cancelled when shutdown begins; every task selects on it.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutdown.is_cancelled()
     }
 
     /// Run `fut` as the task `name`. A task that ends before shutdown is logged as an error: every
@@ -74,6 +113,38 @@ impl Lifecycle {
         });
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.push((name, handle));
+        }
+    }
+
+    /// Refresh systemd's `STATUS=` line with what `line` reports, first after `first`, then
+    /// every `every`, until shutdown.
+    pub fn spawn_status_reporter<F, Fut>(&self, first: Duration, every: Duration, mut line: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = String> + Send,
+    {
+        let stop = self.shutdown_token();
+        self.spawn(TaskName::StatusReporter, async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => break,
+                }
+                let text = line().await;
+                crate::systemd::status(&text);
+            }
+        });
+    }
+
+    /// Shut down: cancel every task's token, then wait for them (at most `bound`), naming the
+    /// ones that had to be aborted in the log.
+    pub async fn stop(&self, bound: Duration) {
+        self.begin_shutdown();
+        let stuck = self.join(bound).await;
+        if !stuck.is_empty() {
+            let names: Vec<String> = stuck.iter().map(ToString::to_string).collect();
+            tracing::warn!(tasks = %names.join(", "), "tasks were aborted at shutdown");
         }
     }
 

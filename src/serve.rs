@@ -5,11 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use tokio::signal::unix::{SignalKind, signal};
-
 use crate::config::Loaded;
-use crate::lifecycle::{Lifecycle, TaskName};
+use crate::lifecycle::{Lifecycle, Signal, Signals};
+use crate::process::ProcessError;
 use crate::startup::{Application, Running};
 use crate::systemd::{self, InheritedSockets};
 
@@ -18,28 +16,23 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// Tasks other than connections get this long after the drain.
 const TASK_STOP_BOUND: Duration = Duration::from_secs(3);
 
-/// Why the server stopped with an error; the CLI turns each into its exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("{0}")]
-    Migration(crate::db::migrate::MigrateError),
-    #[error("{0:#}")]
-    Other(#[from] anyhow::Error),
-}
-
-pub async fn run(loaded: Loaded, inherited: InheritedSockets, dev: bool) -> Result<(), ServeError> {
+pub async fn run(
+    loaded: Loaded,
+    inherited: InheritedSockets,
+    dev: bool,
+) -> Result<(), ProcessError> {
     let config = loaded.config.clone();
     let shutdown_timeout = config.http.shutdown_timeout;
     let lifecycle = Lifecycle::new();
+    let mut signals = Signals::install()?;
 
-    // Signals are installed before READY so a stop request can never be lost in between.
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-
-    crate::startup::prepare_database(&config, &lifecycle, dev)
-        .await
-        .map_err(ServeError::Migration)?;
+    crate::db::prepare::prepare(&config, &lifecycle, dev, move |config| async move {
+        if dev {
+            crate::auth::bootstrap::ensure_admin_in_dev(config).await;
+        }
+    })
+    .await
+    .map_err(ProcessError::Migration)?;
     let app = Application::build(config, inherited).await?;
     if let Some(cert) = app.certificate() {
         log_certificate(&cert, "serving certificate");
@@ -58,34 +51,25 @@ pub async fn run(loaded: Loaded, inherited: InheritedSockets, dev: bool) -> Resu
 
     systemd::spawn_watchdog(&lifecycle);
     {
-        let token = lifecycle.shutdown_token();
         let state = running.state().clone();
         let where_ = where_.clone();
-        lifecycle.spawn(TaskName::StatusReporter, async move {
-            let mut tick = tokio::time::interval(STATUS_EVERY);
-            tick.tick().await;
-            let mut last = (Instant::now(), state.stats().requests());
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = token.cancelled() => break,
-                }
-                let now = (Instant::now(), state.stats().requests());
-                let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64();
-                last = now;
-                systemd::status(&format!(
-                    "serving {where_}: {} connections, {rate:.1} req/s",
-                    state.stats().open_connections()
-                ));
-            }
+        let mut last = (Instant::now(), state.stats().requests());
+        lifecycle.spawn_status_reporter(STATUS_EVERY, STATUS_EVERY, move || {
+            let now = (Instant::now(), state.stats().requests());
+            let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64();
+            last = now;
+            let line = format!(
+                "serving {where_}: {} connections, {rate:.1} req/s",
+                state.stats().open_connections()
+            );
+            async move { line }
         });
     }
 
     let reason = loop {
-        tokio::select! {
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sigint.recv() => break "SIGINT",
-            _ = sighup.recv() => reload(&running, &where_),
+        match signals.next().await {
+            Signal::Stop(name) => break name,
+            Signal::Reload => reload(&running, &where_),
         }
     };
 
@@ -98,11 +82,7 @@ pub async fn run(loaded: Loaded, inherited: InheritedSockets, dev: bool) -> Resu
     lifecycle.begin_shutdown();
     let cut = running.drain(shutdown_timeout).await;
     running.state().db().close();
-    let stuck = lifecycle.join(TASK_STOP_BOUND).await;
-    if !stuck.is_empty() {
-        let names: Vec<String> = stuck.iter().map(ToString::to_string).collect();
-        tracing::warn!(tasks = %names.join(", "), "tasks were aborted at shutdown");
-    }
+    lifecycle.stop(TASK_STOP_BOUND).await;
     tracing::info!(connections_cut = cut, "stopped");
     Ok(())
 }

@@ -11,15 +11,14 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ListenAddr};
-use crate::db::migrate::{self, MigrateError};
-use crate::db::{self, Database};
+use crate::db::Database;
 use crate::http::router;
 use crate::http::server::{HttpServer, ListenerKind};
 use crate::http::tls::{CertificateStore, LoadedCertificate};
 use crate::lifecycle::{Lifecycle, TaskName};
 use crate::redis::Redis;
 use crate::state::AppState;
-use crate::systemd::{self, InheritedSockets};
+use crate::systemd::InheritedSockets;
 
 pub struct Application {
     state: AppState,
@@ -162,101 +161,6 @@ impl Running {
     pub async fn drain(&self, bound: Duration) -> usize {
         self.server.drain(bound).await
     }
-}
-
-/// Bring the database to the schema this binary expects: create it first with `--dev`, then apply
-/// pending migrations unless `EF__DB_AUTO_MIGRATE=false`.
-///
-/// A failing migration is returned (the server must not run on a half-known schema). A database
-/// that cannot be reached is not fatal: the server starts, health says so, and the migrations are
-/// applied by a background task as soon as PostgreSQL answers.
-pub async fn prepare_database(
-    config: &Config,
-    lifecycle: &Lifecycle,
-    dev: bool,
-) -> Result<(), MigrateError> {
-    if dev {
-        match db::create_database_if_missing(&config.db).await {
-            Ok(true) | Ok(false) => {}
-            Err(e) => tracing::warn!(
-                error = format!("{e:#}"),
-                "could not create the development database"
-            ),
-        }
-    }
-    if !config.db.auto_migrate {
-        tracing::info!(
-            "EF__DB_AUTO_MIGRATE=false: not applying migrations; run `euraflow migrate`"
-        );
-        return Ok(());
-    }
-    let first_attempt =
-        systemd::extending_startup("applying database migrations", run_migrations(&config.db));
-    match first_attempt.await {
-        Ok(_) => {
-            if dev && let Err(e) = bootstrap_admin(config).await {
-                tracing::warn!(error = format!("{e:#}"), "could not create the first admin");
-            }
-            Ok(())
-        }
-        Err(e) if e.is_unavailable() => {
-            tracing::warn!(error = %e, "cannot apply migrations yet; will retry in the background");
-            let config = config.clone();
-            let stop = lifecycle.shutdown_token();
-            lifecycle.spawn(TaskName::Migrations, async move {
-                let mut wait = Duration::from_secs(1);
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                    if dev && let Err(e) = db::create_database_if_missing(&config.db).await {
-                        tracing::debug!(error = format!("{e:#}"), "development database not created yet");
-                    }
-                    match run_migrations(&config.db).await {
-                        Ok(_) => {
-                            // As at a start with the database up: --dev gets its first admin.
-                            if dev && let Err(e) = bootstrap_admin(&config).await {
-                                tracing::warn!(error = format!("{e:#}"), "could not create the first admin");
-                            }
-                            return;
-                        }
-                        Err(e) if e.is_unavailable() => wait = (wait * 2).min(Duration::from_secs(30)),
-                        Err(e) => {
-                            tracing::error!(error = %e, "migrations failed; health stays unhealthy until this is fixed");
-                            // Nothing more to do until an operator acts; idle until shutdown.
-                            stop.cancelled().await;
-                            return;
-                        }
-                    }
-                }
-            });
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Create the first admin when none exists (see `auth::bootstrap`).
-pub async fn bootstrap_admin(config: &Config) -> anyhow::Result<Option<std::path::PathBuf>> {
-    let db = Database::new(&config.db)?;
-    let created = crate::auth::bootstrap::ensure_admin(&db, config).await;
-    db.close();
-    created
-}
-
-/// Apply the embedded migrations over a dedicated connection.
-pub async fn run_migrations(config: &crate::config::DbConfig) -> Result<Vec<String>, MigrateError> {
-    let mut client = db::connect_one(config, &config.name)
-        .await
-        .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-    let applied = migrate::apply(&mut client, migrate::EMBEDDED).await?;
-    if applied.is_empty() {
-        tracing::info!(database = %config.name, "database schema is up to date");
-    } else {
-        tracing::info!(database = %config.name, applied = applied.len(), "applied migrations");
-    }
-    Ok(applied)
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {

@@ -11,8 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Loaded;
@@ -21,7 +19,8 @@ use crate::jobs::Registry;
 use crate::jobs::registry::JobEnv;
 use crate::jobs::scheduler::{Scheduler, SystemClock};
 use crate::jobs::worker::{Worker, WorkerOptions};
-use crate::lifecycle::{Lifecycle, TaskName};
+use crate::lifecycle::{Lifecycle, Signal, Signals, TaskName};
+use crate::process::ProcessError;
 use crate::redis::Redis;
 use crate::systemd;
 
@@ -30,25 +29,20 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 const SCHEDULER_EVERY: Duration = Duration::from_secs(1);
 
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error("{0}")]
-    Migration(crate::db::migrate::MigrateError),
-    #[error("{0:#}")]
-    Other(#[from] anyhow::Error),
-}
-
 /// Run the worker with `registry` until SIGTERM/SIGINT. The shipped binary passes
 /// `jobs::builtin_registry()`; a program linking the library may add its own job types.
-pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), WorkerError> {
+pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), ProcessError> {
     let config = Arc::new(loaded.config.clone());
     let lifecycle = Lifecycle::new();
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut signals = Signals::install()?;
 
-    crate::startup::prepare_database(&config, &lifecycle, dev)
-        .await
-        .map_err(WorkerError::Migration)?;
+    crate::db::prepare::prepare(&config, &lifecycle, dev, move |config| async move {
+        if dev {
+            crate::auth::bootstrap::ensure_admin_in_dev(config).await;
+        }
+    })
+    .await
+    .map_err(ProcessError::Migration)?;
     let db = Database::new(&config.db)?;
     let redis = Redis::new(&config.redis)?;
     let env = JobEnv::new(config.clone(), db.clone(), redis);
@@ -119,28 +113,26 @@ pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), Wo
 
     systemd::spawn_watchdog(&lifecycle);
     {
-        let token = lifecycle.shutdown_token();
         let db = db.clone();
         let worker = worker.clone();
-        lifecycle.spawn(TaskName::StatusReporter, async move {
-            let mut tick = tokio::time::interval(STATUS_EVERY);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = token.cancelled() => break,
+        lifecycle.spawn_status_reporter(Duration::ZERO, STATUS_EVERY, move || {
+            let db = db.clone();
+            let running = worker.running();
+            async move {
+                match status_line(&db).await {
+                    Ok(counts) => format!("{running} running here; {counts}"),
+                    Err(e) => format!("{running} running here; queue unreadable: {e}"),
                 }
-                let line = match status_line(&db).await {
-                    Ok(counts) => format!("{} running here; {counts}", worker.running()),
-                    Err(e) => format!("{} running here; queue unreadable: {e}", worker.running()),
-                };
-                systemd::status(&line);
             }
         });
     }
 
-    let reason = tokio::select! {
-        _ = sigterm.recv() => "SIGTERM",
-        _ = sigint.recv() => "SIGINT",
+    // The worker has nothing to reload: SIGHUP is noted and otherwise ignored.
+    let reason = loop {
+        match signals.next().await {
+            Signal::Stop(name) => break name,
+            Signal::Reload => tracing::info!("SIGHUP: the worker has nothing to reload"),
+        }
     };
     tracing::info!(
         signal = reason,
@@ -154,14 +146,9 @@ pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), Wo
         opts.shutdown_timeout.as_secs()
     ));
     worker_stop.cancel();
-    lifecycle.begin_shutdown();
-    let stuck = lifecycle
-        .join(opts.shutdown_timeout + Duration::from_secs(15))
+    lifecycle
+        .stop(opts.shutdown_timeout + Duration::from_secs(15))
         .await;
-    if !stuck.is_empty() {
-        let names: Vec<String> = stuck.iter().map(ToString::to_string).collect();
-        tracing::warn!(tasks = %names.join(", "), "tasks were aborted at shutdown");
-    }
     db.close();
     tracing::info!("worker stopped");
     Ok(())

@@ -3,40 +3,22 @@
 //! these global jobs; here that is an admin's decision.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::json::ApiJson;
-use crate::auth::audit::{self, Entry};
-use crate::auth::{CurrentUser, Origin, Role};
-use crate::db::DbError;
-use crate::jobs::admin::{self, AdminError, ServiceUpdate};
+use super::json::{ApiJson, ApiPath, ApiQuery};
+use crate::auth::{CurrentUser, Origin};
+use crate::domain::{DomainError, Work};
+use crate::jobs::admin::{self, AdminError, ServiceUpdate, actions};
 use crate::state::AppState;
 
 /// `AdminError` in the API's terms.
 pub fn api_error(e: AdminError) -> ApiError {
-    match e {
-        AdminError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", m),
-        AdminError::Invalid(m) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", m)
-        }
-        AdminError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),
-        AdminError::Queue(crate::jobs::queue::QueueError::Db(e)) => e.into(),
-        AdminError::Queue(crate::jobs::queue::QueueError::Query(e)) => DbError::from(e).into(),
-        AdminError::Queue(crate::jobs::queue::QueueError::Invalid(m)) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", m)
-        }
-    }
-}
-
-fn admin_only(user: &CurrentUser) -> Result<(), ApiError> {
-    let actor = user.actor(&Origin::default());
-    actor.require_session()?;
-    Ok(actor.require_role(Role::Admin)?)
+    DomainError::from(e).into()
 }
 
 /// `GET /sync-services/handlers`
@@ -55,7 +37,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     _user: CurrentUser,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.db().get().await?;
     let rows = admin::list_services(&**client, q.is_enabled, q.include_deleted)
@@ -68,47 +50,14 @@ pub async fn list(
 pub async fn update(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: Origin,
-    Path(id): Path<i32>,
+    origin: Origin,
+    ApiPath(id): ApiPath<i32>,
     ApiJson(body): ApiJson<ServiceUpdate>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(&user)?;
     let mut client = state.db().get().await?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
-    let before = admin::get_service(&*tx, id).await.map_err(api_error)?;
-    let after = admin::update_service(&*tx, id, &body)
-        .await
-        .map_err(api_error)?;
-    audit::write(
-        &tx,
-        &user.actor(&meta),
-        Entry::new("sync_service", "update", "更新同步服务")
-            .record("sync_services", id)
-            .changes(audit::diff(&[
-                (
-                    "schedule_config",
-                    json!(before.schedule_config),
-                    json!(after.schedule_config),
-                ),
-                (
-                    "is_enabled",
-                    json!(before.is_enabled),
-                    json!(after.is_enabled),
-                ),
-                (
-                    "service_type",
-                    json!(before.service_type),
-                    json!(after.service_type),
-                ),
-                (
-                    "config_json",
-                    json!(before.config_json),
-                    json!(after.config_json),
-                ),
-            ])),
-    )
-    .await?;
-    tx.commit().await.map_err(DbError::from)?;
+    let mut work = Work::begin(&mut client).await?;
+    let after = actions::update(&mut work, &user.actor(&origin), id, &body).await?;
+    let _ = work.commit().await?;
     Ok(Json(json!(after)))
 }
 
@@ -116,25 +65,13 @@ pub async fn update(
 pub async fn trigger(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: Origin,
-    Path(id): Path<i32>,
+    origin: Origin,
+    ApiPath(id): ApiPath<i32>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(&user)?;
     let mut client = state.db().get().await?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
-    let t = admin::trigger_service(&*tx, state.job_registry(), id)
-        .await
-        .map_err(api_error)?;
-    audit::write(
-        &tx,
-        &user.actor(&meta),
-        Entry::new("sync_service", "trigger", "手动触发同步服务")
-            .record("sync_services", id)
-            .changes(json!({"job_id": t.job_id, "task_name": t.task_name})),
-    )
-    .await?;
-    // The job and its audit entry commit together; the worker is woken by the commit.
-    tx.commit().await.map_err(DbError::from)?;
+    let mut work = Work::begin(&mut client).await?;
+    let t = actions::trigger(&mut work, &user.actor(&origin), state.job_registry(), id).await?;
+    let _ = work.commit().await?;
     Ok(Json(json!({
         "ok": true,
         "message": format!("queued {} as job {}", t.task_name, t.job_id),
@@ -153,8 +90,8 @@ pub struct LogsQuery {
 pub async fn logs(
     State(state): State<AppState>,
     _user: CurrentUser,
-    Path(id): Path<i32>,
-    Query(q): Query<LogsQuery>,
+    ApiPath(id): ApiPath<i32>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.db().get().await?;
     let rows = admin::service_logs(&**client, id, q.limit)
@@ -172,11 +109,12 @@ pub struct DeleteLogsBody {
 pub async fn delete_logs(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: Origin,
-    Path(id): Path<i32>,
+    origin: Origin,
+    ApiPath(id): ApiPath<i32>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(&user)?;
+    let actor = user.actor(&origin);
+    actions::require_admin(&actor)?;
     let body: DeleteLogsBody = if body.is_empty() {
         DeleteLogsBody::default()
     } else {
@@ -188,18 +126,10 @@ pub async fn delete_logs(
             )
         })?
     };
-    let client = state.db().get().await?;
-    let deleted = admin::delete_service_logs(&**client, id, body.before_date)
-        .await
-        .map_err(api_error)?;
-    audit::write(
-        &client,
-        &user.actor(&meta),
-        Entry::new("sync_service", "delete_logs", "删除同步日志")
-            .record("sync_services", id)
-            .changes(json!({"deleted": deleted, "before_date": body.before_date})),
-    )
-    .await?;
+    let mut client = state.db().get().await?;
+    let mut work = Work::begin(&mut client).await?;
+    let deleted = actions::delete_logs(&mut work, &actor, id, body.before_date).await?;
+    let _ = work.commit().await?;
     Ok(Json(
         json!({"ok": true, "message": format!("deleted {deleted} log entries"), "deleted": deleted}),
     ))
@@ -209,7 +139,7 @@ pub async fn delete_logs(
 pub async fn stats(
     State(state): State<AppState>,
     _user: CurrentUser,
-    Path(id): Path<i32>,
+    ApiPath(id): ApiPath<i32>,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.db().get().await?;
     let s = admin::service_stats(&**client, id)
@@ -222,20 +152,13 @@ pub async fn stats(
 pub async fn reset_stats(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: Origin,
-    Path(id): Path<i32>,
+    origin: Origin,
+    ApiPath(id): ApiPath<i32>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(&user)?;
-    let client = state.db().get().await?;
-    let s = admin::reset_service_stats(&**client, id)
-        .await
-        .map_err(api_error)?;
-    audit::write(
-        &client,
-        &user.actor(&meta),
-        Entry::new("sync_service", "reset_stats", "重置同步统计").record("sync_services", id),
-    )
-    .await?;
+    let mut client = state.db().get().await?;
+    let mut work = Work::begin(&mut client).await?;
+    let s = actions::reset_stats(&mut work, &user.actor(&origin), id).await?;
+    let _ = work.commit().await?;
     Ok(Json(
         json!({"ok": true, "message": "statistics reset", "service": s}),
     ))

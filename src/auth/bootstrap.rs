@@ -65,6 +65,23 @@ pub async fn ensure_admin(db: &Database, config: &Config) -> anyhow::Result<Opti
     Ok(Some(path))
 }
 
+/// [`ensure_admin`] over a connection of its own (for `migrate` and start-up, which have no pool
+/// yet).
+pub async fn ensure_admin_with(config: &Config) -> anyhow::Result<Option<PathBuf>> {
+    let db = Database::new(&config.db)?;
+    let created = ensure_admin(&db, config).await;
+    db.close();
+    created
+}
+
+/// For `serve --dev` and `worker --dev` once the schema is current: the first admin, or a
+/// warning why not.
+pub async fn ensure_admin_in_dev(config: Config) {
+    if let Err(e) = ensure_admin_with(&config).await {
+        tracing::warn!(error = format!("{e:#}"), "could not create the first admin");
+    }
+}
+
 fn write_password_file(path: &Path, password: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| {

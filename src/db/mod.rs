@@ -10,6 +10,7 @@
 //!   replaced.
 
 pub mod migrate;
+pub mod prepare;
 pub mod sql;
 mod tls;
 

@@ -15,7 +15,10 @@ use anyhow::{Context, bail};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DbConfig;
+use std::process::ExitCode;
+
+use crate::config::{Config, DbConfig};
+use crate::exit;
 
 /// pg_dump's custom format starts with these bytes.
 const MAGIC: &[u8] = b"PGDMP";
@@ -375,4 +378,76 @@ pub async fn restore(db: &DbConfig, file: &Path, force: bool) -> anyhow::Result<
         tables,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+// ---- the commands ----------------------------------------------------------------------------
+
+/// `euraflow backup [--unless-recent DURATION]`, printing what it did.
+pub async fn run_backup(config: &Config, unless_recent: Option<std::time::Duration>) -> ExitCode {
+    let result = match unless_recent {
+        Some(window) => {
+            backup_unless_recent(
+                &config.db,
+                &config.worker.backup_dir,
+                config.worker.backup_retention_days,
+                window,
+                None,
+            )
+            .await
+        }
+        None => backup(
+            &config.db,
+            &config.worker.backup_dir,
+            config.worker.backup_retention_days,
+            None,
+        )
+        .await
+        .map(Some),
+    };
+    match result {
+        Ok(None) => {
+            println!("a backup younger than the window exists; nothing to do");
+            ExitCode::SUCCESS
+        }
+        Ok(Some(r)) => {
+            println!(
+                "backed up database {} to {} ({} bytes, {:.1}s)",
+                config.db.name,
+                r.path.display(),
+                r.bytes,
+                r.duration_ms as f64 / 1000.0
+            );
+            for p in &r.pruned {
+                println!(
+                    "deleted {} (older than {} days)",
+                    p.display(),
+                    config.worker.backup_retention_days
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::code(exit::FAILURE)
+        }
+    }
+}
+
+/// `euraflow restore FILE [--force]`, printing what it did.
+pub async fn run_restore(config: &Config, file: &std::path::Path, force: bool) -> ExitCode {
+    match restore(&config.db, file, force).await {
+        Ok(r) => {
+            println!(
+                "restored {} into database {} ({:.1}s); run `euraflow migrate` if this backup is from an older release",
+                r.file.display(),
+                r.database,
+                r.duration_ms as f64 / 1000.0
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::code(exit::FAILURE)
+        }
+    }
 }

@@ -62,6 +62,18 @@ fn warn(id: &'static str, found: impl Into<String>, fix: impl Into<String>) -> I
     item(id, Outcome::Warn, found, Some(fix.into()))
 }
 
+/// `euraflow check [--json]` runs even on a configuration that `serve` would refuse: its
+/// problems are failed lines of the checklist (the first thing an operator needs to see), not an
+/// early exit.
+pub fn run_command(dev: bool, file: Option<std::path::PathBuf>, json: bool) -> ExitCode {
+    let (loaded, problems) =
+        crate::config::load_with_problems(&crate::config::LoadOptions::from_process(dev, file));
+    let mut log = loaded.config.log.clone();
+    log.level = crate::config::LogLevel::Warn;
+    crate::telemetry::init(&log);
+    crate::process::block_on_small(run(&loaded, &problems, json))
+}
+
 pub async fn run(loaded: &Loaded, problems: &[ConfigError], json: bool) -> ExitCode {
     let items = collect(loaded, problems).await;
     if json {

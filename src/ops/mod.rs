@@ -1,7 +1,10 @@
-//! Operator commands that look at or act on an installation: `status`, `backup` and `restore`
-//! (and, as it lands, `check`).
+//! The bodies of the operator commands: `check` (the go-live checklist), `status`, `backup` and
+//! `restore`, `migrate`, `config`, and `user` (an adapter over `auth::accounts`). `cli` only
+//! dispatches to them.
 
 pub mod backup;
 pub mod check;
+pub mod config;
+pub mod migrate;
 pub mod status;
 pub mod users;

@@ -43,7 +43,7 @@ impl TestDb {
     pub async fn migrated() -> TestDb {
         let db = TestDb::create().await;
         let cfg = db.db_config();
-        euraflow::startup::run_migrations(&cfg)
+        euraflow::db::prepare::run_migrations(&cfg)
             .await
             .expect("migrations");
         db

@@ -2,6 +2,12 @@
 //! as `REQUEST_ID`, `HTTP_STATUS`, `LATENCY_MS`, ... (`journalctl -u euraflow HTTP_STATUS=500`).
 //! The query string is never logged: it can carry tokens (the websocket's `?token=`), and
 //! neither are headers or bodies.
+//!
+//! Everything inside the request runs in a `request` span carrying `request_id` (and `user_id`
+//! once the caller is known), so a warning a handler logs lands in the journal with the same
+//! `REQUEST_ID` as its access line: `journalctl -u euraflow REQUEST_ID=<X-Trace-Id>` shows the
+//! whole request. The access line itself is logged outside the span, so it carries each field
+//! once.
 
 use std::time::Instant;
 
@@ -9,6 +15,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::header;
+use tracing::Instrument;
 
 use super::client_ip::ClientIp;
 use super::request_id::RequestId;
@@ -44,7 +51,12 @@ pub async fn log(State(state): State<AppState>, req: Request, next: Next) -> Res
         .map(|c| c.kind.as_str())
         .unwrap_or("internal");
 
-    let resp = next.run(req).await;
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        user_id = tracing::field::Empty
+    );
+    let resp = next.run(req).instrument(span).await;
 
     state.stats().count_request();
     let status = resp.status().as_u16();

@@ -1,7 +1,8 @@
 //! What the `/sync-services` and `/jobs` API routes (and operators) need, as plain functions on a
-//! database client or transaction, each returning an `AdminError` the routes translate. Role
-//! checks belong to the routes.
+//! database client or transaction, each returning an `AdminError`.
 //!
+//! - `actions`: the changes an admin makes (edit, trigger, delete logs, reset, retry, cancel) as
+//!   domain actions: the admin check, the change and its audit row in one transaction.
 //! - `services`: the `sync_services` schedules (list, show, edit, trigger a run) and their run
 //!   logs and statistics; what a run writes is `run_log`'s, and so are the resets and deletions
 //!   asked for here.
@@ -10,6 +11,7 @@
 //!
 //! Everything is re-exported here, so callers use `jobs::admin::<name>`.
 
+pub mod actions;
 mod jobs;
 mod overview;
 mod services;
