@@ -26,6 +26,7 @@ mod loaded;
 mod loader;
 mod render;
 mod resolve;
+mod retired;
 mod secret;
 mod sections;
 mod validate;
