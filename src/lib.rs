@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod ops;
 pub mod outage;
+pub mod ozon;
 pub mod redis;
 pub mod serve;
 pub mod startup;
