@@ -1,7 +1,7 @@
-//! Product endpoints (contract §5.2 P0–P5): requests and the fields of the answers the product
-//! mirror (§3.3, §4.1) uses, in the documented shapes — not the original's guesses (§7 C2: v3
-//! details carry `barcodes[]`, `statuses{}`, no `brand`; v5 prices are top-level with a nested
-//! `price{}`; FBS stock rows carry `sku`, not `offer_id`).
+//! Product list, details and attributes (contract §5.2 P0–P2, P5; prices and stock are in
+//! `prices_stocks`): requests, and the fields of the answers the product mirror (§3.3, §4.1)
+//! uses, in the documented shapes rather than the original's guesses (§7 C2: v3 details carry
+//! `barcodes[]`, `statuses{}`, `sources[]`, and no `brand`/`description`/`dimensions`).
 //!
 //! Identity fields (`offer_id`, `product_id`/`id`) are required: an item without them is a
 //! malformed answer. Everything else defaults when absent; unknown fields are ignored. Values the
@@ -163,7 +163,27 @@ pub struct ProductInfo {
     #[serde(default, deserialize_with = "de::nullable")]
     pub stocks: ProductStocks,
     #[serde(default, deserialize_with = "de::nullable")]
+    pub sources: Vec<ProductSource>,
+    #[serde(default, deserialize_with = "de::nullable")]
     pub model_info: ModelInfo,
+}
+
+impl ProductInfo {
+    /// The product's SKU: the top-level `sku` when Ozon sends it, else the first source's.
+    pub fn any_sku(&self) -> Option<i64> {
+        Some(self.sku)
+            .filter(|&s| s > 0)
+            .or_else(|| self.sources.iter().map(|s| s.sku).find(|&s| s > 0))
+            .or_else(|| self.stocks.stocks.iter().map(|s| s.sku).find(|&s| s > 0))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ProductSource {
+    #[serde(default)]
+    pub sku: i64,
+    #[serde(default, deserialize_with = "de::nullable")]
+    pub source: String,
 }
 
 /// `None` when Ozon did not say (the mirror treats that as `true`, §4.1).
@@ -215,106 +235,6 @@ pub struct ModelInfo {
     pub model_id: i64,
     #[serde(default)]
     pub count: i64,
-}
-
-// ---- P3 /v5/product/info/prices ---------------------------------------------------------------
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PricesFilter {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub offer_id: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub product_id: Vec<i64>,
-    pub visibility: Visibility,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PricesRequest {
-    pub cursor: String,
-    pub filter: PricesFilter,
-    pub limit: u32,
-}
-
-/// The documented top-level shape `{cursor, items, total}` (the original read `result.items`
-/// and so never had a price, §5.2 P3).
-#[derive(Debug, Deserialize)]
-pub struct PricesResponse {
-    #[serde(default, deserialize_with = "de::nullable")]
-    pub cursor: String,
-    #[serde(default, deserialize_with = "de::nullable")]
-    pub items: Vec<PriceItem>,
-    #[serde(default)]
-    pub total: i64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PriceItem {
-    pub offer_id: String,
-    #[serde(default)]
-    pub product_id: i64,
-    #[serde(default, deserialize_with = "de::nullable")]
-    pub price: Price,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Price {
-    #[serde(default, deserialize_with = "de::money")]
-    pub price: Option<Money>,
-    #[serde(default, deserialize_with = "de::money")]
-    pub old_price: Option<Money>,
-    #[serde(default, deserialize_with = "de::money")]
-    pub min_price: Option<Money>,
-    #[serde(default, deserialize_with = "de::money")]
-    pub marketing_price: Option<Money>,
-    #[serde(default, deserialize_with = "de::nullable")]
-    pub currency_code: String,
-    #[serde(default, deserialize_with = "de::money")]
-    pub vat: Option<Money>,
-}
-
-impl CursorEndpoint for PricesRequest {
-    type Item = PriceItem;
-    type Response = PricesResponse;
-    const ENDPOINT: Endpoint = Endpoint::ProductPrices;
-    fn set_cursor(&mut self, cursor: &str) {
-        cursor.clone_into(&mut self.cursor);
-    }
-    fn split(r: PricesResponse) -> (Vec<PriceItem>, String, Option<i64>) {
-        (r.items, r.cursor, Some(r.total))
-    }
-}
-
-// ---- P4 /v1/product/info/stocks-by-warehouse/fbs ----------------------------------------------
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FbsStocksRequest {
-    /// Up to [`super::FBS_STOCKS_MAX_SKUS`].
-    pub sku: Vec<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct FbsStocksResponse {
-    #[serde(deserialize_with = "de::nullable")]
-    pub result: Vec<WarehouseStock>,
-}
-
-/// One SKU at one warehouse. Map to products by `sku` (the documented key; `offer_id` is filled
-/// only when Ozon happens to send it).
-#[derive(Debug, Clone, Deserialize)]
-pub struct WarehouseStock {
-    pub sku: i64,
-    #[serde(default)]
-    pub product_id: i64,
-    #[serde(default, deserialize_with = "de::nullable")]
-    pub offer_id: String,
-    #[serde(default)]
-    pub present: i64,
-    #[serde(default)]
-    pub reserved: i64,
-    #[serde(default)]
-    pub warehouse_id: i64,
-    #[serde(default, deserialize_with = "de::nullable")]
-    pub warehouse_name: String,
 }
 
 // ---- P5 /v4/product/info/attributes -----------------------------------------------------------
@@ -454,30 +374,6 @@ impl ShopClient {
         Ok(r.items)
     }
 
-    /// One page of `/v5/product/info/prices`.
-    pub async fn product_prices(
-        &self,
-        request: &PricesRequest,
-    ) -> Result<PricesResponse, OzonError> {
-        self.call(Endpoint::ProductPrices, request).await
-    }
-
-    pub fn price_pages(&self, filter: PricesFilter, limit: u32) -> CursorPager<PricesRequest> {
-        let request = PricesRequest {
-            cursor: String::new(),
-            filter,
-            limit,
-        };
-        CursorPager::new(self.clone(), request)
-    }
-
-    /// FBS stock per warehouse for up to [`super::FBS_STOCKS_MAX_SKUS`] SKUs.
-    pub async fn fbs_stocks(&self, skus: &[i64]) -> Result<Vec<WarehouseStock>, OzonError> {
-        let request = FbsStocksRequest { sku: skus.to_vec() };
-        let r: FbsStocksResponse = self.call(Endpoint::FbsStocks, &request).await?;
-        Ok(r.result)
-    }
-
     /// One page of `/v4/product/info/attributes`.
     pub async fn product_attributes(
         &self,
@@ -548,17 +444,12 @@ mod tests {
         assert!(p.images.is_empty());
         assert_eq!(p.visibility_details.has_price, Some(false));
         assert_eq!(p.visibility_details.has_stock, None);
-        assert!(serde_json::from_str::<ProductInfoResponse>(r#"{"items":[{"id":7}]}"#).is_err());
-        let prices: PricesResponse = serde_json::from_str(
-            r#"{"cursor":"c2","items":[{"offer_id":"A-1","product_id":7,
-                "price":{"price":1390.5,"old_price":"1500","currency_code":"CNY","vat":0.2}}],"total":1}"#,
+        assert_eq!(p.any_sku(), None);
+        let with_source: ProductInfo = serde_json::from_str(
+            r#"{"id":1,"offer_id":"B","sources":[{"sku":55,"source":"sds"}]}"#,
         )
         .unwrap();
-        assert_eq!(
-            prices.items[0].price.price.as_ref().unwrap().as_str(),
-            "1390.5"
-        );
-        assert_eq!(prices.items[0].price.vat.as_ref().unwrap().as_str(), "0.2");
-        assert!(serde_json::from_str::<FbsStocksResponse>(r#"{"items":[]}"#).is_err());
+        assert_eq!(with_source.any_sku(), Some(55));
+        assert!(serde_json::from_str::<ProductInfoResponse>(r#"{"items":[{"id":7}]}"#).is_err());
     }
 }
