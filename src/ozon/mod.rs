@@ -6,3 +6,4 @@
 //!   (`euraflow-dev fake-ozon`). It lives in the library so integration tests start it in-process.
 
 pub mod client;
+pub mod fake;
