@@ -8,8 +8,8 @@
 //! reservation whose caller gave up is simply a slot not used, which errs on the safe side.
 //! In any window of `w` seconds a shop gets at most `burst + rate·w` calls.
 //!
-//! A 429 from Ozon pushes the shop's timestamp forward by its `Retry-After` ([`RateBudget::pause`]),
-//! so every process backs off, not only the one that was told.
+//! A 429 from Ozon pushes the shop's timestamp forward by its `Retry-After`
+//! ([`RateBudget::pause`]), so every process backs off, not only the one that was told.
 //!
 //! While Redis is down (or none is configured) the same algorithm runs in this process's memory:
 //! calls continue and are still limited, per process instead of across processes. The switch is
@@ -119,7 +119,11 @@ impl RateBudget {
                 }
                 Err(e) => {
                     if !self.in_fallback.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(error = %e, "Ozon rate budgets fall back to this process's memory while Redis is unavailable: limits hold per process");
+                        tracing::warn!(
+                            error = %e,
+                            "Ozon rate budgets fall back to this process's memory while Redis \
+                             is unavailable: limits hold per process"
+                        );
                     }
                 }
             }

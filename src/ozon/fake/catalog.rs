@@ -331,7 +331,8 @@ impl Catalog {
                 "attribute_id": 4180, "code": "error_attribute_values_empty", "field": "",
                 "level": "ERROR_LEVEL_ERROR", "state": "",
                 "texts": {"attribute_name": "Название", "description": "Заполните характеристику",
-                    "hint_code": "", "message": "Не заполнена обязательная характеристика «Название»",
+                    "hint_code": "",
+                    "message": "Не заполнена обязательная характеристика «Название»",
                     "params": [{"name": "attribute", "value": "Название"}],
                     "short_description": "Не заполнено название"}
             }])
@@ -363,11 +364,13 @@ impl Catalog {
             "is_autoarchived": false,
             "is_kgt": false,
             "errors": error_list,
-            "statuses": {"status": status, "status_name": status_name, "moderate_status": "approved",
-                "validation_status": validation, "status_failed": "", "is_created": true},
-            "stocks": {"has_stock": present > 0, "stocks": [
-                {"present": present, "reserved": reserved, "sku": sku(shop, idx), "source": "fbs"}]},
-            "sources": [{"sku": sku(shop, idx), "source": "sds", "shipment_type": "SHIPMENT_TYPE_GENERAL"}],
+            "statuses": {"status": status, "status_name": status_name,
+                "moderate_status": "approved", "validation_status": validation,
+                "status_failed": "", "is_created": true},
+            "stocks": {"has_stock": present > 0, "stocks": [{"present": present,
+                "reserved": reserved, "sku": sku(shop, idx), "source": "fbs"}]},
+            "sources": [{"sku": sku(shop, idx), "source": "sds",
+                "shipment_type": "SHIPMENT_TYPE_GENERAL"}],
             "model_info": {"model_id": 5_000_000 + idx as i64, "count": 1},
         })
     }
@@ -419,16 +422,18 @@ impl Catalog {
             "barcodes": [format!("OZN{}", sku(shop, idx))],
             "description_category_id": 17_028_922 + (mix(shop, idx, 10) % 5) as i64,
             "type_id": 91_565 + (mix(shop, idx, 11) % 7) as i64,
-            "height": 20 + (h % 200) as i64, "depth": 50 + (h >> 8) % 300, "width": 30 + (h >> 16) % 250,
+            "height": 20 + h % 200,
+            "depth": 50 + (h >> 8) % 300,
+            "width": 30 + (h >> 16) % 250,
             "dimension_unit": "mm",
             "weight": 50 + (h >> 24) % 2000, "weight_unit": "g",
             "primary_image": images[0].clone(),
             "images": images,
             "color_image": "",
             "attributes": [
-                {"id": 85, "complex_id": 0, "values": [{"dictionary_value_id": 126_745_801, "value": "Нет бренда"}]},
-                {"id": 9048, "complex_id": 0, "values": [{"dictionary_value_id": 0, "value": format!("EF-{idx}")}]},
-                {"id": 4180, "complex_id": 0, "values": [{"dictionary_value_id": 0, "value": name(shop, idx)}]},
+                attribute(85, 126_745_801, "Нет бренда"),
+                attribute(9048, 0, &format!("EF-{idx}")),
+                attribute(4180, 0, &name(shop, idx)),
             ],
             "complex_attributes": [],
             "model_info": {"model_id": 5_000_000 + idx as i64, "count": 1},
@@ -436,6 +441,12 @@ impl Catalog {
             "attributes_with_defaults": [],
         })
     }
+}
+
+/// One attribute with one value, as `/v4/product/info/attributes` lists them.
+fn attribute(id: i64, dictionary_value_id: i64, value: &str) -> Value {
+    json!({"id": id, "complex_id": 0,
+        "values": [{"dictionary_value_id": dictionary_value_id, "value": value}]})
 }
 
 #[cfg(test)]

@@ -211,22 +211,28 @@ impl Orders {
             "tpl_provider_id": 24, "tpl_provider": "Ozon Логистика",
         });
         let analytics_data = analytics.then(|| {
-            json!({"region": "Москва", "city": "Москва", "delivery_type": "PVZ", "is_premium": false,
+            json!({"region": "Москва", "city": "Москва", "delivery_type": "PVZ",
+                "is_premium": false,
                 "payment_type_group_name": "Карты оплаты", "warehouse_id": warehouse_id,
-                "warehouse": warehouse_name(k), "tpl_provider_id": 24, "tpl_provider": "Ozon Логистика",
+                "warehouse": warehouse_name(k), "tpl_provider_id": 24,
+                "tpl_provider": "Ozon Логистика",
                 "delivery_date_begin": time(start + Duration::days(3)),
                 "delivery_date_end": time(start + Duration::days(5)), "is_legal": false})
         });
         let financial_data = financial.then(|| {
-            let items: Vec<Value> = products.iter().map(|(pidx, qty)| {
-                let cents = catalog::price_cents(shop, *pidx);
-                json!({"product_id": catalog::sku(shop, *pidx), "quantity": qty,
+            let items: Vec<Value> = products
+                .iter()
+                .map(|(pidx, qty)| {
+                    let cents = catalog::price_cents(shop, *pidx);
+                    json!({"product_id": catalog::sku(shop, *pidx), "quantity": qty,
                     "price": cents as f64 / 100.0, "old_price": (cents * 6 / 5) as f64 / 100.0,
-                    "commission_percent": 15, "commission_amount": (cents * 15 / 100) as f64 / 100.0,
+                    "commission_percent": 15,
+                    "commission_amount": (cents * 15 / 100) as f64 / 100.0,
                     "payout": (cents * 85 / 100) as f64 / 100.0, "total_discount_value": 0,
                     "total_discount_percent": 0, "actions": [], "picking": null,
                     "client_price": "", "currency_code": catalog::currency(shop)})
-            }).collect();
+                })
+                .collect();
             json!({"products": items, "cluster_from": "Москва", "cluster_to": "Москва"})
         });
         let product_json: Vec<Value> = products
@@ -240,6 +246,11 @@ impl Orders {
             })
             .collect();
         let order_part = self.order_number_part(idx);
+        let tracking = if shipped {
+            format!("UNIM{:010}CN", h % 10_000_000_000)
+        } else {
+            String::new()
+        };
         json!({
             "posting_number": self.posting_number(idx),
             "order_id": ORDER_ID_BASE + shop as i64 * ID_STRIDE + idx as i64,
@@ -251,7 +262,7 @@ impl Orders {
             "in_process_at": time(start),
             "shipment_date": time(start + Duration::days(2)),
             "delivering_date": delivering.then(|| time(self.status_changed_at(idx))),
-            "tracking_number": if shipped { format!("UNIM{:010}CN", h % 10_000_000_000) } else { String::new() },
+            "tracking_number": tracking,
             "delivery_method": delivery_method,
             "cancellation": cancellation,
             "customer": null,
