@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod ops;
 pub mod outage;
+pub mod ozon;
 pub mod process;
 pub mod queues;
 pub mod redis;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod jobs;
+pub mod ozon;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
