@@ -19,6 +19,7 @@ pub mod ozon;
 pub mod process;
 pub mod queues;
 pub mod redis;
+pub mod secrets;
 pub mod serve;
 pub mod settings;
 pub mod startup;

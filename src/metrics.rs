@@ -125,6 +125,11 @@ impl Metrics {
         })
     }
 
+    /// Let another part of the process add its metrics (the Ozon client's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition, with gauges read at scrape time.
     pub fn render(&self, db: &Database, redis: &Redis) -> String {
         let pool = db.status();

@@ -26,6 +26,7 @@ struct Inner {
     auth: Auth,
     /// The job types this server knows (for `/sync-services/handlers` and triggering).
     job_registry: crate::jobs::Registry,
+    ozon: Arc<crate::ozon::Ozon>,
     started: Instant,
     stats: ServerStats,
     hsts: Option<HeaderValue>,
@@ -45,7 +46,15 @@ impl AppState {
             Some(metrics.health_probes.clone()),
         );
         let auth = Auth::new(&config, db.clone(), redis.clone())?;
+        let ozon_metrics = crate::ozon::client::OzonMetrics::new()?;
+        ozon_metrics.register(metrics.registry())?;
+        let ozon = Arc::new(crate::ozon::Ozon::new(
+            &config,
+            redis.clone(),
+            ozon_metrics,
+        )?);
         Ok(AppState(Arc::new(Inner {
+            ozon,
             job_registry: crate::jobs::builtin_registry(),
             auth,
             config,
@@ -81,6 +90,10 @@ impl AppState {
 
     pub fn job_registry(&self) -> &crate::jobs::Registry {
         &self.0.job_registry
+    }
+
+    pub fn ozon(&self) -> &crate::ozon::Ozon {
+        &self.0.ozon
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -523,6 +523,7 @@ async fn validation_errors_use_the_original_shape_and_never_echo_input() {
 async fn api_keys_authenticate_with_limits_and_are_shown_once() {
     let db = TestDb::migrated().await;
     let uid = insert_user(&db, "frank", "main_account", None, &hash("frank-password")).await;
+    common::insert_shop(&db, 1, uid).await;
     db.client()
         .await
         .execute(

@@ -656,6 +656,7 @@ async fn levels_keys_and_settings_by_role() {
 
     // With a shop, m2 manages its own keys; nobody else's key is visible or deletable to it.
     for (user, shop) in [("m1", 1_i64), ("m2", 2)] {
+        common::insert_shop(&w.db, shop, w.ids[user]).await;
         w.db.client()
             .await
             .execute(

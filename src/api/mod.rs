@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod json;
 pub mod middleware;
 pub mod operator;
+pub mod ozon;
 pub mod settings;
 pub mod sync_services;
 pub mod system;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/system/info", get(system::info))
         .route("/system/metrics", get(system::metrics))
         .route("/system/status", get(system::server_status))
+        .merge(ozon::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // API answers are per user and per moment: no browser or proxy may cache them (the

@@ -257,6 +257,21 @@ pub async fn visible_to(
     Ok(rows.iter().map(UserView::from_row).collect())
 }
 
+/// The shops a (non-admin) user may see: the ones they own and the ones linked to them.
+/// `ozon::tenancy` builds its rules on this; account changes use it to check shop assignments.
+pub async fn shops_visible_to(c: &impl Sql, user_id: i64) -> Result<Vec<i64>, DbError> {
+    Ok(c.rows(
+        "SELECT id FROM ozon_shops WHERE owner_user_id = $1
+          UNION SELECT shop_id FROM user_shops WHERE user_id = $1
+          ORDER BY 1",
+        &[&user_id],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
+}
+
 /// What the per-request checks need, with the parent's state for sub-accounts.
 pub async fn account_state(c: &impl Sql, user_id: i64) -> Result<Option<AccountState>, DbError> {
     Ok(by_id(c, user_id).await?.map(|v| v.account_state()))

@@ -245,6 +245,12 @@ pub static KEYS: &[Key] = &[
         "secret_key",
         "JWT signing key, 64+ random characters (euraflow gen-secret). Required in production.",
     ),
+    secret(
+        "EF__DATA_KEY",
+        "security",
+        "data_key",
+        "Key ring that encrypts stored third-party credentials (Ozon Api-Keys): base64url 32-byte keys (euraflow gen-data-key), the first encrypts. The package generates it; --dev keeps one in the state directory.",
+    ),
     key(
         "EF__ALGORITHM",
         "security",
@@ -515,6 +521,24 @@ pub static KEYS: &[Key] = &[
         "business",
         Value("0.2"),
         "Minimum price margin (0..1).",
+    ),
+    key(
+        "EF__OZON_API_BASE_URL",
+        "business",
+        Value("https://api-seller.ozon.ru"),
+        "Ozon Seller API base URL (tests and the demo point it at the fake Ozon).",
+    ),
+    key(
+        "EF__OZON_TIMEOUT",
+        "business",
+        Value("30s"),
+        "Timeout of one Ozon API call.",
+    ),
+    key(
+        "EF__OZON_RATE_LIMIT",
+        "business",
+        Value("50"),
+        "Ozon API calls per second per shop, shared by every process through Redis.",
     ),
 ];
 

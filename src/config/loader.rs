@@ -14,7 +14,7 @@ use super::loaded::{
     ConfigError, ConfigErrors, Diagnostic, Loaded, Setting, Severity, Source, source_phrase,
 };
 use super::resolve;
-use super::secret::load_or_generate_secret;
+use super::secret::{load_or_generate_data_key, load_or_generate_secret};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/euraflow/euraflow.env";
 pub const DEV_CONFIG_FILE: &str = "euraflow.env";
@@ -113,6 +113,7 @@ pub fn load_with_problems(opts: &LoadOptions) -> (Loaded, Vec<ConfigError>) {
     loader.apply_key_files();
     loader.resolve_state_paths();
     loader.apply_dev_secret();
+    loader.apply_dev_data_key();
     let mut problems = std::mem::take(&mut loader.errors);
     let (loaded, more) = resolve::build(loader);
     problems.extend(more);
@@ -495,6 +496,46 @@ impl<'o> Loader<'o> {
             {
                 s.value = state_dir.join(sub).display().to_string();
             }
+        }
+    }
+
+    /// `--dev` without a data key: generate one into the state dir and keep it there, so stored
+    /// Ozon keys stay readable across restarts of the development server.
+    fn apply_dev_data_key(&mut self) {
+        if !self.opts.dev {
+            return;
+        }
+        if self
+            .settings
+            .get("EF__DATA_KEY")
+            .is_some_and(|s| !s.value.is_empty())
+        {
+            return;
+        }
+        let state_dir = PathBuf::from(
+            self.settings
+                .get("EF__STATE_DIR")
+                .map(|s| s.value.clone())
+                .unwrap_or_default(),
+        );
+        let path = state_dir.join("data_key");
+        match load_or_generate_data_key(&path) {
+            Ok(key) => {
+                self.settings.insert(
+                    "EF__DATA_KEY",
+                    Setting {
+                        value: key,
+                        source: Source::Generated(path),
+                    },
+                );
+            }
+            Err(e) => self.error(
+                Some("EF__DATA_KEY"),
+                format!(
+                    "cannot keep the development data key in {}: {e}; fix: make the directory writable or set EF__DATA_KEY",
+                    path.display()
+                ),
+            ),
         }
     }
 

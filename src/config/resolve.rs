@@ -94,6 +94,7 @@ pub(super) fn build(loader: Loader<'_>) -> (Loaded, Vec<ConfigError>) {
         },
         security: SecurityConfig {
             secret_key: r.get("EF__SECRET_KEY"),
+            data_key: r.get("EF__DATA_KEY"),
             access_token_ttl: Duration::from_secs(
                 60 * r.get::<u64>("EF__ACCESS_TOKEN_EXPIRE_MINUTES"),
             ),
@@ -157,6 +158,9 @@ pub(super) fn build(loader: Loader<'_>) -> (Loaded, Vec<ConfigError>) {
         business: BusinessConfig {
             inventory_default_threshold: r.get("EF__INVENTORY_DEFAULT_THRESHOLD"),
             price_min_margin: r.get("EF__PRICE_MIN_MARGIN"),
+            ozon_api_base_url: r.get("EF__OZON_API_BASE_URL"),
+            ozon_timeout: r.get::<Dur>("EF__OZON_TIMEOUT").0,
+            ozon_rate_limit: r.get("EF__OZON_RATE_LIMIT"),
         },
         state_dir,
     };

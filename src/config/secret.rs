@@ -81,6 +81,23 @@ pub(super) fn load_or_generate_secret(path: &Path) -> std::io::Result<String> {
     Ok(secret)
 }
 
+/// The data key kept in `path`, or a new one (`secrets::generate_key`) written there (owner-only)
+/// when the file is missing or empty.
+pub(super) fn load_or_generate_data_key(path: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let key = crate::secrets::generate_key();
+    write_private_file(path, format!("{key}\n").as_bytes())?;
+    Ok(key)
+}
+
 /// Write a file readable by its owner only (0600), replacing it atomically.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;

@@ -71,6 +71,8 @@ pub struct WebConfig {
 #[derive(Debug, Clone)]
 pub struct SecurityConfig {
     pub secret_key: Secret,
+    /// The data key ring (`crate::secrets`); empty when none is configured.
+    pub data_key: Secret,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     /// `None` when `EF__RATE_LIMIT_ENABLED=false`.
@@ -166,6 +168,9 @@ pub struct LogConfig {
 pub struct BusinessConfig {
     pub inventory_default_threshold: u32,
     pub price_min_margin: f64,
+    pub ozon_api_base_url: String,
+    pub ozon_timeout: Duration,
+    pub ozon_rate_limit: u32,
 }
 
 impl Config {

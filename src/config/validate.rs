@@ -48,6 +48,18 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
             );
         }
     }
+    match crate::secrets::KeyRing::from_config(&c.security.data_key) {
+        Ok(Some(_)) => {}
+        Ok(None) if prod => diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            message: "EF__DATA_KEY is not set: Ozon shops cannot be added or synced (their API keys are stored encrypted with it); fix: `euraflow gen-data-key > /etc/euraflow/credentials/data_key`, chmod 0640, chgrp euraflow, restart".into(),
+        }),
+        Ok(None) => {}
+        Err(e) => r.fail(
+            "EF__DATA_KEY",
+            format!("EF__DATA_KEY ({}): {e}", r.source_of("EF__DATA_KEY")),
+        ),
+    }
     if !c.http.api_prefix.starts_with("/api/ef/") || c.http.api_prefix.ends_with('/') {
         r.fail(
             "EF__API_PREFIX",
@@ -152,6 +164,36 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
                 ),
             );
         }
+    }
+    if !(c.business.ozon_api_base_url.starts_with("https://")
+        || c.business.ozon_api_base_url.starts_with("http://"))
+    {
+        r.fail(
+            "EF__OZON_API_BASE_URL",
+            format!(
+                "EF__OZON_API_BASE_URL={} ({}) is not an http(s) URL; fix: leave it unset for Ozon's https://api-seller.ozon.ru",
+                c.business.ozon_api_base_url,
+                r.source_of("EF__OZON_API_BASE_URL")
+            ),
+        );
+    } else if prod && !c.business.ozon_api_base_url.starts_with("https://") {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            message: format!(
+                "EF__OZON_API_BASE_URL={} is plain HTTP: shops' API keys would cross the network unencrypted",
+                c.business.ozon_api_base_url
+            ),
+        });
+    }
+    if !(1..=1000).contains(&c.business.ozon_rate_limit) {
+        r.fail(
+            "EF__OZON_RATE_LIMIT",
+            format!(
+                "EF__OZON_RATE_LIMIT={} ({}) must be 1 to 1000 calls per second",
+                c.business.ozon_rate_limit,
+                r.source_of("EF__OZON_RATE_LIMIT")
+            ),
+        );
     }
     if !c.http.http_listen.ip().is_loopback() {
         diagnostics.push(Diagnostic {

@@ -65,6 +65,10 @@ pub struct NewJob {
     pub delay: Option<Duration>,
     pub unique_key: Option<String>,
     pub service_key: Option<String>,
+    /// At most one job with this key is queued or running at a time (see [`NewJob::exclusive`]).
+    pub exclusive_key: Option<String>,
+    /// The user who asked for the run (their task page; the `job.finished` notification).
+    pub requested_by: Option<i64>,
 }
 
 impl NewJob {
@@ -81,6 +85,8 @@ impl NewJob {
             delay: None,
             unique_key: None,
             service_key: None,
+            exclusive_key: None,
+            requested_by: None,
         })
     }
 
@@ -95,6 +101,8 @@ impl NewJob {
             delay: None,
             unique_key: None,
             service_key: None,
+            exclusive_key: None,
+            requested_by: None,
         }
     }
 
@@ -102,6 +110,19 @@ impl NewJob {
     /// returns the existing job.
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self
+    }
+
+    /// At most one job with this key is queued or running at a time: enqueueing another while one
+    /// is in flight returns that one (a second "sync this shop" click gets the running sync). Once
+    /// it has finished, the key is free again.
+    pub fn exclusive(mut self, key: impl Into<String>) -> Self {
+        self.exclusive_key = Some(key.into());
+        self
+    }
+
+    pub fn requested_by(mut self, user_id: i64) -> Self {
+        self.requested_by = Some(user_id);
         self
     }
 
@@ -148,6 +169,20 @@ impl NewJob {
             )));
         }
         if self
+            .exclusive_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > MAX_UNIQUE_KEY)
+        {
+            return Err(QueueError::Invalid(format!(
+                "an exclusive key has 1 to {MAX_UNIQUE_KEY} characters"
+            )));
+        }
+        if self.exclusive_key.is_some() && self.unique_key.is_some() {
+            return Err(QueueError::Invalid(
+                "a job has a unique key or an exclusive key, not both".into(),
+            ));
+        }
+        if self
             .delay
             .is_some_and(|d| d > Duration::from_secs(366 * 86400))
         {
@@ -182,7 +217,7 @@ pub async fn enqueue(client: &impl GenericClient, job: &NewJob) -> Result<Enqueu
     job.check()?;
     let delay_s = job.delay.map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let max_attempts = job.max_attempts as i32;
-    let params: [&(dyn ToSql + Sync); 8] = [
+    let params: [&(dyn ToSql + Sync); 10] = [
         &job.job_type,
         &job.queue.as_str(),
         &job.priority,
@@ -191,31 +226,66 @@ pub async fn enqueue(client: &impl GenericClient, job: &NewJob) -> Result<Enqueu
         &delay_s,
         &job.unique_key,
         &job.service_key,
+        &job.exclusive_key,
+        &job.requested_by,
     ];
-    let row = client
-        .query_opt(
-            "INSERT INTO jobs (job_type, queue, priority, payload, max_attempts, run_after, unique_key, service_key)
-             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8)
-             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-             RETURNING id",
-            &params,
-        )
-        .await?;
-    if let Some(row) = row {
-        return Ok(Enqueued::New(row.get(0)));
+    // A job holding a key may finish between our insert's conflict and the look-up: then the key
+    // is free and the insert is tried again.
+    for _ in 0..3 {
+        let row = if job.exclusive_key.is_some() {
+            client
+                .query_opt(
+                    "INSERT INTO jobs (job_type, queue, priority, payload, max_attempts, run_after,
+                                       unique_key, service_key, exclusive_key, requested_by)
+                     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8, $9, $10)
+                     ON CONFLICT (exclusive_key)
+                        WHERE exclusive_key IS NOT NULL AND state IN ('queued', 'running', 'failed_retrying')
+                        DO NOTHING
+                     RETURNING id",
+                    &params,
+                )
+                .await?
+        } else {
+            client
+                .query_opt(
+                    "INSERT INTO jobs (job_type, queue, priority, payload, max_attempts, run_after,
+                                       unique_key, service_key, exclusive_key, requested_by)
+                     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8, $9, $10)
+                     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                     RETURNING id",
+                    &params,
+                )
+                .await?
+        };
+        if let Some(row) = row {
+            return Ok(Enqueued::New(row.get(0)));
+        }
+        let existing = match &job.exclusive_key {
+            Some(key) => {
+                client
+                    .query_opt(
+                        "SELECT id FROM jobs WHERE exclusive_key = $1
+                            AND state IN ('queued', 'running', 'failed_retrying')",
+                        &[key],
+                    )
+                    .await?
+            }
+            None => {
+                client
+                    .query_opt(
+                        "SELECT id FROM jobs WHERE unique_key = $1",
+                        &[&job.unique_key],
+                    )
+                    .await?
+            }
+        };
+        if let Some(existing) = existing {
+            return Ok(Enqueued::Existing(existing.get(0)));
+        }
     }
-    let existing = client
-        .query_opt(
-            "SELECT id FROM jobs WHERE unique_key = $1",
-            &[&job.unique_key],
-        )
-        .await?
-        .ok_or_else(|| {
-            QueueError::Invalid(
-                "the job with the same unique key vanished meanwhile; enqueue again".into(),
-            )
-        })?;
-    Ok(Enqueued::Existing(existing.get(0)))
+    Err(QueueError::Invalid(
+        "the job holding the same key kept changing; enqueue again".into(),
+    ))
 }
 
 /// Enqueue many jobs in one statement (imports, fan-out per shop). Jobs whose unique key is taken

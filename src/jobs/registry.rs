@@ -138,16 +138,24 @@ pub struct JobEnv {
     pub db: Arc<Database>,
     pub redis: Arc<Redis>,
     pub health: Arc<Health>,
+    /// The Ozon services, or why they could not be built (then Ozon jobs fail with the reason).
+    ozon: Result<Arc<crate::ozon::Ozon>, String>,
 }
 
 impl JobEnv {
     pub fn new(config: Arc<Config>, db: Arc<Database>, redis: Arc<Redis>) -> Arc<Self> {
         let health = Arc::new(Health::new(db.clone(), redis.clone(), None));
+        let ozon = crate::ozon::client::OzonMetrics::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|metrics| crate::ozon::Ozon::new(&config, redis.clone(), metrics))
+            .map(Arc::new)
+            .map_err(|e| format!("{e:#}"));
         Arc::new(JobEnv {
             config,
             db,
             redis,
             health,
+            ozon,
         })
     }
 }
@@ -160,7 +168,11 @@ pub struct JobContext {
     pub max_attempts: u32,
     stop: CancellationToken,
     env: Arc<JobEnv>,
+    last_progress: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// Progress is written at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 impl JobContext {
     pub fn new(
@@ -176,6 +188,7 @@ impl JobContext {
             max_attempts,
             stop,
             env,
+            last_progress: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -187,6 +200,38 @@ impl JobContext {
     /// Completes when the job should stop; `select!` on it around long steps.
     pub async fn cancelled(&self) {
         self.stop.cancelled().await
+    }
+
+    /// Report how far the run is (0–100) and what it is doing, for the page that started it
+    /// (`GET /ozon/sync/status/{task_id}`). Written at most once a second unless it is 100;
+    /// a failed write is only logged (progress is advice, not state).
+    pub async fn progress(&self, percent: u8, message: &str) {
+        let percent = percent.min(100);
+        {
+            let Ok(mut last) = self.last_progress.lock() else {
+                return;
+            };
+            let now = std::time::Instant::now();
+            if percent < 100 && last.is_some_and(|t| now.duration_since(t) < PROGRESS_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let message = super::truncate(message, 480);
+        let written = async {
+            let client = self.env.db.get().await?;
+            client
+                .execute(
+                    "UPDATE jobs SET progress = $2, progress_message = $3, updated_at = now()
+                      WHERE id = $1 AND state = 'running'",
+                    &[&self.job_id, &(percent as i16), &message],
+                )
+                .await
+                .map_err(crate::db::DbError::from)
+        };
+        if let Err(e) = written.await {
+            tracing::debug!(job_id = self.job_id, error = %e, "job progress not recorded");
+        }
     }
 
     /// The stop signal as a token, for code that takes one (child processes, helpers).
@@ -208,6 +253,14 @@ impl JobContext {
 
     pub fn health(&self) -> &Health {
         &self.env.health
+    }
+
+    /// The Ozon services (client, data key).
+    pub fn ozon(&self) -> Result<&Arc<crate::ozon::Ozon>, JobError> {
+        self.env
+            .ozon
+            .as_ref()
+            .map_err(|e| JobError::Permanent(format!("the Ozon client cannot be built: {e}")))
     }
 }
 

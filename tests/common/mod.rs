@@ -526,6 +526,20 @@ pub async fn insert_user(
 }
 
 /// An argon2id hash of `password`, as the server would store it.
+/// An Ozon shop row with a given id, owned by `owner`, for tests that only need a shop to exist
+/// (its key is no real ciphertext: tests that talk to Ozon add shops through the API).
+pub async fn insert_shop(db: &TestDb, id: i64, owner: i64) {
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO ozon_shops (id, shop_name, owner_user_id, client_id, api_key_enc)
+             VALUES ($1, $2, $3, $4, 'ef1:test:not-a-real-key')",
+            &[&id, &format!("shop {id}"), &owner, &format!("client-{id}")],
+        )
+        .await
+        .expect("insert a shop");
+}
+
 pub fn hash(password: &str) -> String {
     euraflow::auth::password::hash_blocking(password, euraflow::config::PasswordHash::Argon2id)
         .expect("hash")

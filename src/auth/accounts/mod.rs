@@ -102,6 +102,8 @@ pub async fn get(c: &impl Sql, id: i64) -> Result<UserView, DomainError> {
 fn unique_or(e: DbError) -> DomainError {
     if sql::violates(&e, "ix_users_phone") {
         DomainError::conflict("PHONE_EXISTS", "This phone number is taken")
+    } else if sql::violates(&e, "users_primary_shop_id_fkey") {
+        DomainError::rejected("SHOP_NOT_FOUND", "primary_shop_id does not name a shop")
     } else if sql::is_foreign_key_violation(&e) {
         DomainError::rejected("LEVEL_NOT_FOUND", "account_level_id does not name a level")
     } else if sql::is_unique_violation(&e) {
@@ -187,7 +189,7 @@ pub async fn create(
         .await
         .map_err(unique_or)?
         .get(0);
-    set_shops(tx, id, new.shop_ids.as_deref()).await?;
+    set_shops(tx, actor, id, new.shop_ids.as_deref()).await?;
     audit::write(
         tx,
         actor,
@@ -253,12 +255,33 @@ async fn check_parent(
     Ok(())
 }
 
+/// Link `user_id` to exactly `shop_ids` (when given). Every shop must exist and be one the actor
+/// may see (admins: any): a main account cannot hand its child another tenant's shop.
 async fn set_shops(
     tx: &Transaction<'_>,
+    actor: &Actor,
     user_id: i64,
     shop_ids: Option<&[i64]>,
-) -> Result<(), DbError> {
+) -> Result<(), DomainError> {
     let Some(ids) = shop_ids else { return Ok(()) };
+    let allowed: Vec<i64> = if actor.is_admin() || actor.is_operator() {
+        tx.rows("SELECT id FROM ozon_shops WHERE id = ANY($1)", &[&ids])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        match actor.user() {
+            Some(me) => users::shops_visible_to(tx, me.id).await?,
+            None => Vec::new(),
+        }
+    };
+    if let Some(bad) = ids.iter().find(|id| !allowed.contains(id)) {
+        return Err(DomainError::rejected(
+            "SHOP_NOT_FOUND",
+            format!("shop {bad} does not exist or is not yours to assign"),
+        ));
+    }
     tx.exec("DELETE FROM user_shops WHERE user_id = $1", &[&user_id])
         .await?;
     tx.exec(
@@ -358,7 +381,7 @@ pub async fn update(
     )
     .await
     .map_err(unique_or)?;
-    set_shops(tx, id, ch.shop_ids.as_deref()).await?;
+    set_shops(tx, actor, id, ch.shop_ids.as_deref()).await?;
     let changes = audit::diff(&[
         ("username", json!(target.username), json!(username)),
         (

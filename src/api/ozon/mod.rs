@@ -1,0 +1,30 @@
+//! `/ozon/*`: the sellers' business pages — adapters over `crate::ozon`'s services. Shop-bearing
+//! routes never trust an id: the services scope every request by the shops the caller may see
+//! (`ozon::tenancy`), so another tenant's shop is a 404.
+
+pub mod shops;
+pub mod tasks;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ozon/shops", get(shops::list).post(shops::create))
+        .route("/ozon/shops/management", get(shops::management))
+        .route(
+            "/ozon/shops/{shop_id}",
+            put(shops::update).delete(shops::delete),
+        )
+        .route(
+            "/ozon/shops/{shop_id}/test-connection",
+            post(shops::test_connection),
+        )
+        .route("/ozon/sync/status/{task_id}", get(tasks::status))
+        .route(
+            "/ozon/scan-shipping/access",
+            get(shops::scan_shipping_access),
+        )
+}
