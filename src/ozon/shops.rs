@@ -392,8 +392,8 @@ pub async fn create(
     // every admin.
     tx.exec(
         "INSERT INTO user_shops (user_id, shop_id)
-         SELECT u, $1 FROM unnest(ARRAY[$2::bigint, $3::bigint]) AS u WHERE u IS NOT NULL
-         UNION SELECT id, $1 FROM users WHERE role = 'admin'
+         SELECT u, $1::bigint FROM unnest(ARRAY[$2::bigint, $3::bigint]) AS u WHERE u IS NOT NULL
+         UNION SELECT id, $1::bigint FROM users WHERE role = 'admin'
          ON CONFLICT DO NOTHING",
         &[
             &id,

@@ -151,6 +151,11 @@ impl TestServer {
 
     /// `dir` becomes the working directory for relative paths and holds `.euraflow-dev/`.
     pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> TestServer {
+        // The server's warnings and errors in the test's output (shown when a test fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn")
+            .with_test_writer()
+            .try_init();
         let mut vars: Vec<(String, String)> = vec![
             ("EF__HTTPS_LISTEN".into(), "127.0.0.1:0".into()),
             ("EF__API_PORT".into(), "0".into()),
@@ -525,7 +530,6 @@ pub async fn insert_user(
         .get(0)
 }
 
-/// An argon2id hash of `password`, as the server would store it.
 /// An Ozon shop row with a given id, owned by `owner`, for tests that only need a shop to exist
 /// (its key is no real ciphertext: tests that talk to Ozon add shops through the API).
 pub async fn insert_shop(db: &TestDb, id: i64, owner: i64) {
@@ -540,6 +544,7 @@ pub async fn insert_shop(db: &TestDb, id: i64, owner: i64) {
         .expect("insert a shop");
 }
 
+/// An argon2id hash of `password`, as the server would store it.
 pub fn hash(password: &str) -> String {
     euraflow::auth::password::hash_blocking(password, euraflow::config::PasswordHash::Argon2id)
         .expect("hash")
