@@ -41,6 +41,13 @@ pub enum Command {
     },
     /// Print a new random secret for EF__SECRET_KEY (86 URL-safe characters)
     GenSecret,
+    /// Print a new random data key for EF__DATA_KEY (encrypts stored Ozon Api-Keys)
+    GenDataKey,
+    /// Manage the data key that encrypts stored third-party credentials
+    Secrets {
+        #[command(subcommand)]
+        command: crate::ops::secrets::SecretsCommand,
+    },
     /// Apply pending database migrations (or list them)
     Migrate {
         /// List applied and pending migrations without changing anything
@@ -114,6 +121,13 @@ pub fn run(cli: Cli) -> ExitCode {
             println!("{}", config::generate_secret());
             ExitCode::SUCCESS
         }
+        Command::GenDataKey => {
+            println!("{}", crate::secrets::generate_key());
+            ExitCode::SUCCESS
+        }
+        Command::Secrets { command } => one_shot(dev, file, |loaded| async move {
+            ops::secrets::run(&loaded.config, dev, command).await
+        }),
         Command::Migrate {
             status,
             create_database,

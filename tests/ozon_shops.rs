@@ -367,3 +367,73 @@ async fn every_shop_route_refuses_another_tenant() {
     assert_eq!(links, 0);
     w.srv.stop().await;
 }
+
+/// Rotating the data key re-encrypts every stored Api-Key in one transaction, leaves only the new
+/// key in the file, and a server started with the new key uses the shops as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_data_key_re_encrypts_every_stored_key() {
+    let w = world().await;
+    let (_, shop) = add(&w, &w.m1, 0, "Rotated").await;
+    let id = shop["id"].as_i64().unwrap();
+    let stored = |db: &TestDb| {
+        let db_name = db.name.clone();
+        async move {
+            common::admin_client(&db_name)
+                .await
+                .query_one("SELECT api_key_enc FROM ozon_shops WHERE id = $1", &[&id])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    let before = stored(&w.db).await;
+    let key_file = w.srv.dir.path().join(".euraflow-dev/data_key");
+    let old_key = std::fs::read_to_string(&key_file).unwrap();
+
+    let mut env = w.db.env();
+    env.push(("EF__REDIS_PREFIX".into(), "test:rotate:".into()));
+    let out = std::process::Command::new(common::BIN)
+        .args(["--dev", "secrets", "rotate-data-key"])
+        .current_dir(w.srv.dir.path())
+        .env_clear()
+        .envs(env.clone())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 stored credential(s) re-encrypted"));
+    let new_key = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(new_key.trim(), old_key.trim());
+    assert_eq!(
+        new_key.split_whitespace().count(),
+        1,
+        "only the new key is left"
+    );
+    let after = stored(&w.db).await;
+    assert_ne!(
+        before.split(':').nth(1),
+        after.split(':').nth(1),
+        "sealed with another key"
+    );
+    w.srv.stop().await;
+
+    // A server with only the new key still talks to Ozon for the shop.
+    env.push(("EF__DATA_KEY".into(), new_key.trim().to_owned()));
+    env.push(("EF__OZON_API_BASE_URL".into(), w.fake.base_url()));
+    let srv = TestServer::start(&as_refs(&env)).await;
+    let m1 = tokens(&srv, "m1", PW).await.0;
+    let (_, t) = call(
+        &srv,
+        Method::POST,
+        &format!("/ozon/shops/{id}/test-connection"),
+        &m1,
+        None,
+    )
+    .await;
+    assert_eq!(t["success"], true, "{t}");
+    srv.stop().await;
+}

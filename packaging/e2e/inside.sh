@@ -20,6 +20,7 @@ HOST=$(hostname)
 TLS_DIR=/etc/euraflow/tls
 ENV_FILE=/etc/euraflow/euraflow.env
 SECRET=/etc/euraflow/credentials/secret_key
+DATA_KEY=/etc/euraflow/credentials/data_key
 SELFSIGNED=/var/lib/euraflow/tls/selfsigned.crt
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
@@ -174,6 +175,11 @@ phase_install() {
 		ok "the secret is not printed by the install"
 	fi
 	sha256sum "$SECRET" >"$SCRATCH/secret.sha"
+	is "data key 0640 root:euraflow" "640 root:euraflow" mode_of "$DATA_KEY"
+	if grep -qF -- "$(cat "$DATA_KEY")" "$SCRATCH/install.log"; then not_ok "the data key is not printed by the install"; else
+		ok "the data key is not printed by the install"
+	fi
+	sha256sum "$DATA_KEY" >"$SCRATCH/data_key.sha"
 	is "state dir 0751 euraflow:euraflow" "751 euraflow:euraflow" mode_of /var/lib/euraflow
 	is "web root 0755 root:root" "755 root:root" mode_of /var/lib/euraflow/web
 	is "downloads 0755 root:root" "755 root:root" mode_of /var/lib/euraflow/downloads
@@ -360,6 +366,7 @@ phase_install() {
 	has "upgrade message" "upgraded from" echo "$out"
 	has "database setup is idempotent" "role euraflow exists" echo "$out"
 	check "secret key unchanged" sha256sum -c --quiet "$SCRATCH/secret.sha"
+	check "data key unchanged" sha256sum -c --quiet "$SCRATCH/data_key.sha"
 	has "edited env file kept" "EF__TLS_CERT=$TLS_DIR/fullchain.pem" cat "$ENV_FILE"
 	is "env file still 0640 root:euraflow" "640 root:euraflow" mode_of "$ENV_FILE"
 	check "data kept" grep -q "e2e data" /var/lib/euraflow/web/e2e.txt

@@ -339,7 +339,60 @@ async fn database_items(c: &Config) -> Vec<Item> {
             Err(e) => fail("worker", e.to_string(), "euraflow migrate"),
         },
     );
+    out.push(data_key_item(c, &client).await);
     out
+}
+
+/// The data key: configured, and able to decrypt every stored credential (a restored database
+/// with a lost key file is found here, not when a seller's sync fails).
+async fn data_key_item(c: &Config, client: &tokio_postgres::Client) -> Item {
+    const FIX: &str = "euraflow gen-data-key > /etc/euraflow/credentials/data_key; chmod 0640 and chgrp euraflow it; systemctl restart euraflow euraflow-worker (stored Api-Keys then need re-entering)";
+    let ring = match crate::secrets::KeyRing::from_config(&c.security.data_key) {
+        Ok(Some(ring)) => ring,
+        Ok(None) => return fail("data_key", "EF__DATA_KEY is not set", FIX),
+        Err(e) => return fail("data_key", e.to_string(), FIX),
+    };
+    let rows = match client
+        .query(
+            "SELECT id, client_id, api_key_enc FROM ozon_shops ORDER BY id LIMIT 100000",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return fail("data_key", e.to_string(), "euraflow migrate"),
+    };
+    let broken: Vec<i64> = rows
+        .iter()
+        .filter(|r| {
+            let client_id: String = r.get(1);
+            let stored: String = r.get(2);
+            ring.open(&crate::secrets::ozon_api_key_context(&client_id), &stored)
+                .is_err()
+        })
+        .map(|r| r.get(0))
+        .collect();
+    if broken.is_empty() {
+        pass(
+            "data_key",
+            format!(
+                "key {} decrypts all {} stored Api-Keys",
+                ring.current_id(),
+                rows.len()
+            ),
+        )
+    } else {
+        fail(
+            "data_key",
+            format!(
+                "{} of {} stored Api-Keys do not decrypt (shops {:?})",
+                broken.len(),
+                rows.len(),
+                &broken[..broken.len().min(10)]
+            ),
+            "restore the data key file that encrypted them; otherwise the shops' owners re-enter their Api-Keys",
+        )
+    }
 }
 
 async fn redis_items(c: &Config) -> Vec<Item> {
