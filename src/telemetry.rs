@@ -47,7 +47,10 @@ pub fn init(log: &LogConfig) -> Output {
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // `span` carries the request's `request_id` (and `user_id`) on every event logged
+            // inside a request; the access line itself is logged outside the span.
+            .with_current_span(true)
+            .with_span_list(false)
             .with_writer(std::io::stderr)
             .with_env_filter(filter)
             .try_init(),
