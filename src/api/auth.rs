@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::AnyStateUser;
-use super::json::ApiJson;
+use super::json::{ApiBytes, ApiJson};
 use crate::auth::login::{self, Credentials};
 use crate::auth::values::{NewPassword, Username};
 use crate::auth::{CurrentUser, Origin, accounts};
@@ -55,7 +55,7 @@ pub async fn logout(
     State(state): State<AppState>,
     AnyStateUser(user): AnyStateUser,
     origin: Origin,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<StatusCode, ApiError> {
     // The body is optional (the original read it only when it was JSON): anything unreadable is
     // simply no refresh token.

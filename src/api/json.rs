@@ -1,5 +1,5 @@
 //! A JSON body extractor whose failures use the API's error shape: 413 when the body passes
-//! `EF__MAX_BODY_SIZE`, 415 without a JSON content type, 400 for broken JSON, 422 with
+//! the route's limit (`EF__MAX_JSON_BODY_SIZE`), 415 without a JSON content type, 400 for broken JSON, 422 with
 //! `validation_errors` when fields are missing or of the wrong type.
 
 use axum::extract::rejection::JsonRejection;
@@ -9,6 +9,7 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, FieldError};
+use crate::http::middleware::body_limit::{self, BodyLimit};
 
 pub struct ApiJson<T>(pub T);
 
@@ -20,14 +21,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().copied();
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(map_rejection(rejection)),
+            Err(rejection) => Err(map_rejection(rejection, limit)),
         }
     }
 }
 
-fn map_rejection(r: JsonRejection) -> ApiError {
+fn map_rejection(r: JsonRejection, limit: Option<BodyLimit>) -> ApiError {
     match r {
         JsonRejection::JsonDataError(e) => {
             let msg = e.body_text();
@@ -60,11 +62,14 @@ fn map_rejection(r: JsonRejection) -> ApiError {
         ),
         JsonRejection::BytesRejection(b) => {
             if b.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "REQUEST_TOO_LARGE",
-                    "The request body is larger than the server accepts",
-                )
+                match limit {
+                    Some(BodyLimit(max)) => body_limit::too_large(max),
+                    None => ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "REQUEST_TOO_LARGE",
+                        "The request body is larger than the server accepts; send a smaller one",
+                    ),
+                }
             } else {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -74,6 +79,25 @@ fn map_rejection(r: JsonRejection) -> ApiError {
             }
         }
         other => ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", other.body_text()),
+    }
+}
+
+/// A raw body (for routes whose JSON body is optional) whose rejections are the API's JSON
+/// errors: 413 past the route's limit, 400 when it cannot be read.
+pub struct ApiBytes(pub bytes::Bytes);
+
+impl<S> FromRequest<S> for ApiBytes
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().copied();
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(ApiBytes(b)),
+            Err(r) => Err(map_rejection(JsonRejection::BytesRejection(r), limit)),
+        }
     }
 }
 

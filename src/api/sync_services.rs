@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::json::{ApiJson, ApiPath, ApiQuery};
+use super::json::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 use crate::auth::{CurrentUser, Origin};
 use crate::domain::{DomainError, Work};
 use crate::jobs::admin::{self, AdminError, ServiceUpdate, actions};
@@ -111,7 +111,7 @@ pub async fn delete_logs(
     user: CurrentUser,
     origin: Origin,
     ApiPath(id): ApiPath<i32>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
     let actor = user.actor(&origin);
     actions::require_admin(&actor)?;

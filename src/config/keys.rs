@@ -141,7 +141,13 @@ pub static KEYS: &[Key] = &[
         "EF__MAX_BODY_SIZE",
         "server",
         Value("50M"),
-        "Largest request body; larger ones get 413 before they are read.",
+        "Largest request body of any route (nginx client_max_body_size): the limit of routes that take uploads (none yet); larger bodies get 413 before they are read.",
+    ),
+    key(
+        "EF__MAX_JSON_BODY_SIZE",
+        "server",
+        Value("64K"),
+        "Largest body of the API's JSON routes (login and every other route that takes no upload); larger ones get 413 from Content-Length, or as soon as that much arrived, before anything is buffered.",
     ),
     key(
         "EF__REQUEST_TIMEOUT",

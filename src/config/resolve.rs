@@ -74,6 +74,7 @@ pub(super) fn build(loader: Loader<'_>) -> (Loaded, Vec<ConfigError>) {
             api_prefix: r.get("EF__API_PREFIX"),
             max_connections: r.get("EF__MAX_CONNECTIONS"),
             max_body_size: r.get::<ByteSize>("EF__MAX_BODY_SIZE").0,
+            max_json_body_size: r.get::<ByteSize>("EF__MAX_JSON_BODY_SIZE").0,
             request_timeout: r.get::<Timeout>("EF__REQUEST_TIMEOUT").0,
             header_timeout: r.get::<Timeout>("EF__HTTP_HEADER_TIMEOUT").0,
             keepalive_timeout: r.get::<Timeout>("EF__KEEPALIVE_TIMEOUT").0,

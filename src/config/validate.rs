@@ -75,6 +75,7 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
     let positive = [
         ("EF__MAX_CONNECTIONS", c.http.max_connections as u64),
         ("EF__MAX_BODY_SIZE", c.http.max_body_size),
+        ("EF__MAX_JSON_BODY_SIZE", c.http.max_json_body_size),
         ("EF__DB_POOL_SIZE", c.db.pool_size as u64),
         ("EF__REDIS_MAX_CONNECTIONS", c.redis.max_connections as u64),
         ("EF__WORKER_CONCURRENCY", c.worker.concurrency as u64),
@@ -106,6 +107,18 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
                 ),
             );
         }
+    }
+    if c.http.max_json_body_size > c.http.max_body_size {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            message: format!(
+                "EF__MAX_JSON_BODY_SIZE ({} bytes) is above EF__MAX_BODY_SIZE ({} bytes), the ceiling of every request: JSON routes accept at most {} bytes; lower EF__MAX_JSON_BODY_SIZE (default {})",
+                c.http.max_json_body_size,
+                c.http.max_body_size,
+                c.http.max_body_size,
+                default_text("EF__MAX_JSON_BODY_SIZE")
+            ),
+        });
     }
     if !(0.0..=1.0).contains(&c.business.price_min_margin) {
         r.fail(
