@@ -159,13 +159,19 @@ pub static KEYS: &[Key] = &[
         "EF__HTTP_HEADER_TIMEOUT",
         "server",
         Value("30s"),
-        "Time a client has to send complete request headers; also how long an idle keep-alive connection stays open.",
+        "Time a client has to send complete request headers (slowloris); an HTTP/1.1 keep-alive connection whose next request does not arrive in this time is closed too.",
     ),
     key(
         "EF__KEEPALIVE_TIMEOUT",
         "server",
-        Value("75s"),
-        "A connection with no request in progress for this long is closed (HTTP/2 with GOAWAY); nginx's keepalive_timeout.",
+        Value("30s"),
+        "An idle connection (no request in progress, whatever the protocol, also one that never sent a request) is closed after this long; HTTP/2 with GOAWAY.",
+    ),
+    key(
+        "EF__SEND_TIMEOUT",
+        "server",
+        Value("60s"),
+        "A connection that could not send anything of a response for this long (the client stopped reading, or stopped granting HTTP/2 window) is closed and its slot freed; between two writes, not for the whole response (nginx send_timeout).",
     ),
     key(
         "EF__TLS_HANDSHAKE_TIMEOUT",

@@ -78,6 +78,7 @@ pub(super) fn build(loader: Loader<'_>) -> (Loaded, Vec<ConfigError>) {
             request_timeout: r.get::<Timeout>("EF__REQUEST_TIMEOUT").0,
             header_timeout: r.get::<Timeout>("EF__HTTP_HEADER_TIMEOUT").0,
             keepalive_timeout: r.get::<Timeout>("EF__KEEPALIVE_TIMEOUT").0,
+            send_timeout: r.get::<Timeout>("EF__SEND_TIMEOUT").0,
             tls_handshake_timeout: r.get::<Timeout>("EF__TLS_HANDSHAKE_TIMEOUT").0,
             ws_idle_timeout: r.get::<Timeout>("EF__WS_IDLE_TIMEOUT").0,
             shutdown_timeout: r.get::<Timeout>("EF__SHUTDOWN_TIMEOUT").0,

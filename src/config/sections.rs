@@ -42,6 +42,8 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// An open connection with no request in progress is closed after this long.
     pub keepalive_timeout: Duration,
+    /// A connection whose output has made no progress for this long is closed.
+    pub send_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub ws_idle_timeout: Duration,
     pub shutdown_timeout: Duration,

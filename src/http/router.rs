@@ -8,7 +8,7 @@ use tower::ServiceBuilder;
 
 use super::middleware::body_limit::BodyLimit;
 use super::middleware::{
-    access_log, body_limit, client_ip, compression, cors, metrics, panic, request_id,
+    access_log, body_limit, client_ip, compression, cors, header_limit, metrics, panic, request_id,
     security_headers, timeout,
 };
 use super::static_files;
@@ -35,6 +35,7 @@ pub fn build(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), security_headers::add))
         .option_layer(cors::layer(&config.http.cors_origins))
         .layer(panic::layer())
+        .layer(from_fn(header_limit::enforce))
         // The ceiling of every body; the API's JSON routes add their small limit (`api::router`).
         .layer(from_fn_with_state(
             BodyLimit::ceiling(&config.http),
