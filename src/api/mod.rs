@@ -139,7 +139,7 @@ pub async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiErro
     ApiError::not_found(format!("No API route for {method} {}", uri.path()))
 }
 
-async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+pub async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",

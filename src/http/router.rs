@@ -25,6 +25,8 @@ pub fn build(state: AppState) -> Router {
         .nest(&prefix, api)
         .route("/downloads", any(static_files::downloads))
         .route("/downloads/{*rest}", any(static_files::downloads))
+        // `/healthz` answers JSON, so does a wrong method on it (the API has its own).
+        .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(fallback);
 
     let stack = ServiceBuilder::new()
