@@ -119,6 +119,7 @@ pub struct ServerStats {
     open_connections: AtomicU64,
     requests: AtomicU64,
     tls_handshake_failures: AtomicU64,
+    send_timeouts: AtomicU64,
 }
 
 impl ServerStats {
@@ -140,6 +141,15 @@ impl ServerStats {
 
     pub fn tls_handshake_failures(&self) -> u64 {
         self.tls_handshake_failures.load(Ordering::Relaxed)
+    }
+
+    /// A connection closed by `EF__SEND_TIMEOUT`: its client stopped taking a response.
+    pub fn count_send_timeout(&self) {
+        self.send_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn send_timeouts(&self) -> u64 {
+        self.send_timeouts.load(Ordering::Relaxed)
     }
 
     /// Counts a connection as open until the guard is dropped.

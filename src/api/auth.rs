@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::AnyStateUser;
-use super::json::ApiJson;
+use super::json::{ApiBytes, ApiJson, lenient_json};
 use crate::auth::login::{self, Credentials};
 use crate::auth::values::{NewPassword, Username};
 use crate::auth::{CurrentUser, Origin, accounts};
@@ -55,11 +55,11 @@ pub async fn logout(
     State(state): State<AppState>,
     AnyStateUser(user): AnyStateUser,
     origin: Origin,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<StatusCode, ApiError> {
     // The body is optional (the original read it only when it was JSON): anything unreadable is
-    // simply no refresh token.
-    let body: LogoutBody = serde_json::from_slice(&body).unwrap_or_default();
+    // simply no refresh token; a NUL is refused as everywhere.
+    let body: LogoutBody = lenient_json(&body)?;
     login::logout(state.auth(), &user, &origin, body.refresh_token.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,12 +6,13 @@
 //! health never fails because of credentials.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 
+use super::json::ApiQuery;
 use super::operator::Operator;
 use crate::health::Overall;
 use crate::state::AppState;
@@ -24,7 +25,7 @@ pub struct HealthQuery {
 
 pub async fn health(
     State(state): State<AppState>,
-    Query(q): Query<HealthQuery>,
+    ApiQuery(q): ApiQuery<HealthQuery>,
     mut parts: Parts,
 ) -> Response {
     let report = state.health().report().await;

@@ -5,12 +5,11 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::json::{ApiJson, ApiPath, ApiQuery};
+use super::json::{self, ApiBytes, ApiJson, ApiPath, ApiQuery};
 use crate::auth::{CurrentUser, Origin};
 use crate::domain::{DomainError, Work};
 use crate::jobs::admin::{self, AdminError, ServiceUpdate, actions};
@@ -111,20 +110,14 @@ pub async fn delete_logs(
     user: CurrentUser,
     origin: Origin,
     ApiPath(id): ApiPath<i32>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
     let actor = user.actor(&origin);
     actions::require_admin(&actor)?;
     let body: DeleteLogsBody = if body.is_empty() {
         DeleteLogsBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|_| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
-                "before_date must be an RFC 3339 date-time",
-            )
-        })?
+        json::parse(&body)?
     };
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;

@@ -141,7 +141,13 @@ pub static KEYS: &[Key] = &[
         "EF__MAX_BODY_SIZE",
         "server",
         Value("50M"),
-        "Largest request body; larger ones get 413 before they are read.",
+        "Largest request body of any route (nginx client_max_body_size): the limit of routes that take uploads (none yet); larger bodies get 413 before they are read.",
+    ),
+    key(
+        "EF__MAX_JSON_BODY_SIZE",
+        "server",
+        Value("64K"),
+        "Largest body of the API's JSON routes (login and every other route that takes no upload); larger ones get 413 from Content-Length, or as soon as that much arrived, before anything is buffered.",
     ),
     key(
         "EF__REQUEST_TIMEOUT",
@@ -153,13 +159,19 @@ pub static KEYS: &[Key] = &[
         "EF__HTTP_HEADER_TIMEOUT",
         "server",
         Value("30s"),
-        "Time a client has to send complete request headers; also how long an idle keep-alive connection stays open.",
+        "Time a client has to send complete request headers (slowloris); an HTTP/1.1 keep-alive connection whose next request does not arrive in this time is closed too.",
     ),
     key(
         "EF__KEEPALIVE_TIMEOUT",
         "server",
-        Value("75s"),
-        "A connection with no request in progress for this long is closed (HTTP/2 with GOAWAY); nginx's keepalive_timeout.",
+        Value("30s"),
+        "An idle connection (no request in progress, whatever the protocol, also one that never sent a request) is closed after this long; HTTP/2 with GOAWAY.",
+    ),
+    key(
+        "EF__SEND_TIMEOUT",
+        "server",
+        Value("60s"),
+        "A connection that could not send anything of a response for this long (the client stopped reading, or stopped granting HTTP/2 window) is closed and its slot freed; between two writes, not for the whole response (nginx send_timeout).",
     ),
     key(
         "EF__TLS_HANDSHAKE_TIMEOUT",

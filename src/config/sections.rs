@@ -34,11 +34,16 @@ pub struct HttpConfig {
     pub http_listen: SocketAddr,
     pub api_prefix: String,
     pub max_connections: usize,
+    /// The ceiling of every request body, and the limit of routes that take uploads.
     pub max_body_size: u64,
+    /// The limit of the API's JSON routes.
+    pub max_json_body_size: u64,
     pub request_timeout: Duration,
     pub header_timeout: Duration,
     /// An open connection with no request in progress is closed after this long.
     pub keepalive_timeout: Duration,
+    /// A connection whose output has made no progress for this long is closed.
+    pub send_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub ws_idle_timeout: Duration,
     pub shutdown_timeout: Duration,

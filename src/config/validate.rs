@@ -87,6 +87,7 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
     let positive = [
         ("EF__MAX_CONNECTIONS", c.http.max_connections as u64),
         ("EF__MAX_BODY_SIZE", c.http.max_body_size),
+        ("EF__MAX_JSON_BODY_SIZE", c.http.max_json_body_size),
         ("EF__DB_POOL_SIZE", c.db.pool_size as u64),
         ("EF__REDIS_MAX_CONNECTIONS", c.redis.max_connections as u64),
         ("EF__WORKER_CONCURRENCY", c.worker.concurrency as u64),
@@ -118,6 +119,18 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
                 ),
             );
         }
+    }
+    if c.http.max_json_body_size > c.http.max_body_size {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            message: format!(
+                "EF__MAX_JSON_BODY_SIZE ({} bytes) is above EF__MAX_BODY_SIZE ({} bytes), the ceiling of every request: JSON routes accept at most {} bytes; lower EF__MAX_JSON_BODY_SIZE (default {})",
+                c.http.max_json_body_size,
+                c.http.max_body_size,
+                c.http.max_body_size,
+                default_text("EF__MAX_JSON_BODY_SIZE")
+            ),
+        });
     }
     if !(0.0..=1.0).contains(&c.business.price_min_margin) {
         r.fail(
@@ -227,6 +240,7 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
             ),
         );
     }
+    security_warnings(c, r, diagnostics);
     if c.http.shutdown_timeout < Duration::from_secs(1) {
         diagnostics.push(Diagnostic {
             severity: Severity::Warning,
@@ -235,6 +249,111 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
                     .into(),
         });
     }
+}
+
+/// Settings the server runs with but an operator should not: `config check` (the unit's
+/// `ExecStartPre`) and the start-up log list them as warnings, each with its fix.
+fn security_warnings(c: &Config, r: &Resolver<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let mut warn = |message: String| {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            message,
+        })
+    };
+    for everyone in trusts_everyone(&c.http.trusted_proxies) {
+        warn(format!(
+            "EF__TRUSTED_PROXIES ({}) trusts every {everyone} peer: any client can send X-Forwarded-For / X-Real-IP and choose its own address, dodging the rate limit and the login lockout and forging audit entries; fix: list only your proxies (a local nginx: 127.0.0.1/32, ::1/128, the default)",
+            r.source_of("EF__TRUSTED_PROXIES")
+        ));
+    }
+    if !c.is_production() {
+        return;
+    }
+    if c.http.hsts.is_none() && !matches!(c.http.https_listen, super::value::ListenAddr::Off) {
+        warn(format!(
+            "EF__HSTS=off ({}) in production: browsers are not told to insist on HTTPS, so a visit typed as http:// can be intercepted; fix: remove the line (default {}) or set your own max-age",
+            r.source_of("EF__HSTS"),
+            super::keys::HSTS_DEFAULT
+        ));
+    }
+    if c.security.rate_limit.is_none() {
+        warn(format!(
+            "the request rate limit is off in production (EF__RATE_LIMIT_ENABLED {}, EF__RATE_LIMIT_DEFAULT {}): one client may flood the API; fix: set EF__RATE_LIMIT_ENABLED=true and EF__RATE_LIMIT_DEFAULT=100/minute (the defaults)",
+            r.source_of("EF__RATE_LIMIT_ENABLED"),
+            r.source_of("EF__RATE_LIMIT_DEFAULT")
+        ));
+    }
+    if !c.db.password.is_empty() && is_placeholder_password(c.db.password.expose()) {
+        // The value itself is a secret and is never printed, even when it is a placeholder.
+        warn(format!(
+            "EF__DB_PASSWORD ({}) is a template placeholder or a well-known default, not a password; fix: give the role a random one (ALTER ROLE {} PASSWORD '<output of openssl rand -base64 24>') and put it in /etc/euraflow/credentials/db_password, or leave it unset and use the local unix socket with peer authentication (EF__DB_HOST=/var/run/postgresql)",
+            r.source_of("EF__DB_PASSWORD"),
+            c.db.user
+        ));
+    }
+}
+
+/// The address families every one of whose peers `trusted` contains.
+fn trusts_everyone(trusted: &super::value::Networks) -> Vec<&'static str> {
+    let v4: Vec<ipnet::Ipv4Net> = trusted
+        .0
+        .iter()
+        .filter_map(|n| match n {
+            ipnet::IpNet::V4(n) => Some(*n),
+            ipnet::IpNet::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<ipnet::Ipv6Net> = trusted
+        .0
+        .iter()
+        .filter_map(|n| match n {
+            ipnet::IpNet::V6(n) => Some(*n),
+            ipnet::IpNet::V4(_) => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    if ipnet::Ipv4Net::aggregate(&v4)
+        .iter()
+        .any(|n| n.prefix_len() == 0)
+    {
+        out.push("IPv4");
+    }
+    if ipnet::Ipv6Net::aggregate(&v6)
+        .iter()
+        .any(|n| n.prefix_len() == 0)
+    {
+        out.push("IPv6");
+    }
+    out
+}
+
+/// Template placeholders and the defaults everyone tries first.
+fn is_placeholder_password(password: &str) -> bool {
+    const WELL_KNOWN: [&str; 16] = [
+        "password",
+        "passwd",
+        "pass",
+        "postgres",
+        "postgresql",
+        "euraflow",
+        "admin",
+        "admin123",
+        "root",
+        "secret",
+        "test",
+        "123456",
+        "12345678",
+        "qwerty",
+        "your_password",
+        "db_password",
+    ];
+    let p = password.trim().to_ascii_lowercase();
+    looks_like_placeholder(&p)
+        || WELL_KNOWN.contains(&p.as_str())
+        || p.contains("your-password")
+        || p.contains("yourpassword")
+        || p.contains("placeholder")
+        || p.contains("example")
 }
 
 /// The placeholders of the original templates and guides, which must never sign tokens.

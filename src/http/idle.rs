@@ -1,10 +1,12 @@
 //! When a connection is idle: no request in progress for the keep-alive limit.
 //!
-//! HTTP/1 keep-alive connections are bounded by hyper's header-read timeout, but an HTTP/2
-//! connection answers the server's pings and stays open forever, holding one of the
+//! HTTP/1 keep-alive connections are also bounded by hyper's header-read timeout, but an HTTP/2
+//! connection answers the server's pings and stays open forever, and a TLS connection that never
+//! sends a request is read by nothing with a timeout, each holding one of the
 //! `EF__MAX_CONNECTIONS` slots: a client could park thousands of them. Each connection counts
-//! its requests in progress; once none has been for `EF__KEEPALIVE_TIMEOUT`, the connection is
-//! shut down gracefully (HTTP/2 sends GOAWAY; a response still streaming is never cut).
+//! its requests in progress; once none has been for `EF__KEEPALIVE_TIMEOUT` (30 s, what the
+//! README promises for idle connections), the connection is shut down gracefully (HTTP/2 sends
+//! GOAWAY; a response still streaming is never cut: stalled ones are `send_timeout`'s).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

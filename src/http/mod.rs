@@ -4,6 +4,7 @@
 pub mod idle;
 pub mod middleware;
 pub mod router;
+pub mod send_timeout;
 pub mod server;
 pub mod static_files;
 pub mod tls;

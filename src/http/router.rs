@@ -6,8 +6,9 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get};
 use tower::ServiceBuilder;
 
+use super::middleware::body_limit::BodyLimit;
 use super::middleware::{
-    access_log, body_limit, client_ip, compression, cors, metrics, panic, request_id,
+    access_log, body_limit, client_ip, compression, cors, header_limit, metrics, panic, request_id,
     security_headers, timeout,
 };
 use super::static_files;
@@ -24,6 +25,8 @@ pub fn build(state: AppState) -> Router {
         .nest(&prefix, api)
         .route("/downloads", any(static_files::downloads))
         .route("/downloads/{*rest}", any(static_files::downloads))
+        // `/healthz` answers JSON, so does a wrong method on it (the API has its own).
+        .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(fallback);
 
     let stack = ServiceBuilder::new()
@@ -34,8 +37,13 @@ pub fn build(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), security_headers::add))
         .option_layer(cors::layer(&config.http.cors_origins))
         .layer(panic::layer())
-        .layer(from_fn_with_state(state.clone(), body_limit::enforce))
-        // The body limit above is the one limit; axum's own 2 MB default would contradict it.
+        .layer(from_fn(header_limit::enforce))
+        // The ceiling of every body; the API's JSON routes add their small limit (`api::router`).
+        .layer(from_fn_with_state(
+            BodyLimit::ceiling(&config.http),
+            body_limit::enforce,
+        ))
+        // Our limits are the limits; axum's own 2 MB default would contradict them.
         .layer(DefaultBodyLimit::disable())
         .layer(compression::layer());
 

@@ -4,8 +4,14 @@
 //! its own task under `EF__TLS_HANDSHAKE_TIMEOUT`, so one slow or silent client never delays the
 //! next. Open connections are capped (`EF__MAX_CONNECTIONS`); past the cap the loop stops
 //! accepting and further clients wait in the kernel's listen backlog instead of being refused.
-//! Request headers must arrive within `EF__HTTP_HEADER_TIMEOUT` (slowloris), which also bounds how
-//! long an idle keep-alive connection is kept.
+//! So that a slot always comes free again, every way of holding one is bounded:
+//! - request headers must arrive within `EF__HTTP_HEADER_TIMEOUT` (slowloris) and fit in 32 KiB
+//!   (100 lines; one line at most 8 KiB, see `middleware::header_limit`), nginx's
+//!   `large_client_header_buffers 4 8k`;
+//! - a connection with no request in progress is closed after `EF__KEEPALIVE_TIMEOUT`, whatever
+//!   the protocol, also one that completed its TLS handshake and never said anything (`idle`);
+//! - a connection that cannot send any of its response for `EF__SEND_TIMEOUT` is closed
+//!   (`send_timeout`): a client that asks for a large download and stops reading.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +23,7 @@ use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -26,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::idle::Activity;
+use super::send_timeout::{SendWatch, Watched, WatchedBody};
 use crate::config::HttpConfig;
 use crate::state::AppState;
 
@@ -73,7 +81,11 @@ impl ConnInfo {
 const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 const H2_MAX_STREAMS: u32 = 256;
-const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Request heads at most this large (nginx: 4 buffers of 8 KiB). hyper's HTTP/1 read buffer is
+/// bounded by it too (its default, ~400 KB, let 1 000 unfinished heads hold 400 MB), and so is
+/// the buffer of response bytes it keeps before writing them.
+const MAX_REQUEST_HEAD: usize = 32 * 1024;
+const H2_MAX_HEADER_LIST: u32 = MAX_REQUEST_HEAD as u32;
 const H1_MAX_HEADERS: usize = 100;
 /// Pause after an accept error such as "too many open files", instead of spinning.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -91,6 +103,7 @@ pub struct HttpServer {
     connection_slots: Arc<Semaphore>,
     handshake_timeout: Duration,
     keepalive_timeout: Duration,
+    send_timeout: Duration,
     /// Every connection's task, so the drain can wait for them.
     connections: tokio_util::task::TaskTracker,
     /// Cancelled when the drain begins: connections finish their current request and close.
@@ -107,6 +120,7 @@ impl HttpServer {
             .timer(TokioTimer::new())
             .header_read_timeout(cfg.header_timeout)
             .max_headers(H1_MAX_HEADERS)
+            .max_buf_size(MAX_REQUEST_HEAD)
             .keep_alive(true);
         builder
             .http2()
@@ -122,6 +136,7 @@ impl HttpServer {
             connection_slots: Arc::new(Semaphore::new(cfg.max_connections)),
             handshake_timeout: cfg.tls_handshake_timeout,
             keepalive_timeout: cfg.keepalive_timeout,
+            send_timeout: cfg.send_timeout,
             connections: tokio_util::task::TaskTracker::new(),
             draining: CancellationToken::new(),
             force_close: CancellationToken::new(),
@@ -186,6 +201,8 @@ impl HttpServer {
         let seen = requests_seen.clone();
         let activity = Activity::new();
         let tracked = activity.clone();
+        let watch = SendWatch::new();
+        let bodies = watch.clone();
         let service = TowerToHyperService::new(
             router
                 .map_request(move |mut req: Request<Incoming>| {
@@ -195,13 +212,15 @@ impl HttpServer {
                 })
                 .map_future(move |response| {
                     let in_flight = tracked.begin();
+                    let bodies = bodies.clone();
                     async move {
                         let r = response.await;
                         drop(in_flight);
-                        r
+                        r.map(|resp| resp.map(|body| WatchedBody::wrap(body, bodies)))
                     }
                 }),
         );
+        let stream = Watched::new(stream, watch.clone());
         let io = match tls {
             Some(acceptor) => {
                 let handshake = tokio::select! {
@@ -227,6 +246,30 @@ impl HttpServer {
         let conn = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::select! {
+            () = self.drive(conn, &info, &activity, &requests_seen) => {}
+            () = watch.stalled_for(self.send_timeout) => {
+                // Dropping the connection closes the socket and frees the slot.
+                self.state.stats().count_send_timeout();
+                tracing::debug!(
+                    peer = %info.peer,
+                    send_timeout_s = self.send_timeout.as_secs_f64(),
+                    "closing a connection that took nothing of its response for EF__SEND_TIMEOUT"
+                );
+            }
+        }
+    }
+
+    /// Serve `conn` until it ends, stays idle too long, or the drain closes it.
+    async fn drive<C>(
+        &self,
+        conn: C,
+        info: &ConnInfo,
+        activity: &Activity,
+        requests_seen: &AtomicBool,
+    ) where
+        C: GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>>,
+    {
         let mut conn = std::pin::pin!(conn);
 
         // Serve until the connection ends, stays idle too long, or the drain begins.
@@ -256,7 +299,7 @@ impl HttpServer {
                     {
                         tokio::select! {
                             r = conn.as_mut() => {
-                                log_end(&info, r);
+                                log_end(info, r);
                                 return;
                             }
                             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -274,7 +317,7 @@ impl HttpServer {
                 }
             }
         };
-        log_end(&info, result);
+        log_end(info, result);
     }
 
     /// Stop taking connections, let open ones finish their in-flight requests (HTTP/1 closes after

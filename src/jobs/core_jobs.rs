@@ -290,6 +290,11 @@ impl Job for DatabaseBackup {
             "bytes": report.bytes,
             "duration_ms": report.duration_ms,
             "pruned": report.pruned.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "removed_partials": report
+                .removed_partials
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>(),
         }))
     }
 }

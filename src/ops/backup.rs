@@ -5,6 +5,14 @@
 //! `.partial` file, renamed when complete, so a half-written dump is never mistaken for a backup)
 //! with mode 0600; after a successful backup, backups older than `EF__BACKUP_RETENTION_DAYS` are
 //! deleted. A restore refuses a database that already has tables unless `--force` is given.
+//!
+//! A backup that dies leaves nothing behind. Stopped (`SIGTERM`/`SIGINT` to `euraflow backup`,
+//! the job's time limit or the worker's shutdown) or dropped, it kills its `pg_dump` and removes
+//! the `.partial` file. Killed outright (`SIGKILL`, a crash), it cannot clean up itself, so: the
+//! kernel kills `pg_dump` when the process that started it dies (`PR_SET_PDEATHSIG`), and every
+//! backup holds a lock on its `.partial` file while writing it, so the next backup removes any
+//! partial file nobody holds. Before, a killed worker's `pg_dump` kept running beside the retry
+//! and its `.partial` stayed until the retention pruned it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -35,6 +43,8 @@ pub struct BackupReport {
     pub bytes: u64,
     pub duration_ms: u64,
     pub pruned: Vec<PathBuf>,
+    /// `.partial` files of backups that died before finishing, removed before this one.
+    pub removed_partials: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -88,6 +98,27 @@ fn spawn_error(program: &str, e: std::io::Error) -> anyhow::Error {
     }
 }
 
+/// The child is killed by the kernel when the thread that started it dies, so a `SIGKILL`ed
+/// backup or worker leaves no `pg_dump` running beside the retry. (The thread: `euraflow backup`
+/// starts it on its only thread; the worker on a runtime worker thread, which lives as long as
+/// the process. Never start a tool from `spawn_blocking`, whose threads come and go.)
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the child between fork and exec and only makes two system
+    // calls (prctl, getppid); it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)?;
+            // The parent may have died before the prctl: then nobody would kill us later.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::other("the backup process is gone"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Run a libpq tool to completion (or until `stop`), returning its stderr on failure.
 async fn run_tool(
     program: &str,
@@ -100,7 +131,9 @@ async fn run_tool(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        // Dropped (a cancelled job) or stopped: the child goes too.
         .kill_on_drop(true);
+    die_with_parent(&mut cmd);
     libpq_env(&mut cmd, db);
     let mut child = cmd.spawn().map_err(|e| spawn_error(program, e))?;
     let mut stderr = child.stderr.take().context("capturing stderr")?;
@@ -167,10 +200,18 @@ pub async fn backup_unless_recent(
     let client = crate::db::connect_one(db, &db.name)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&BACKUP_LOCK])
-        .await
-        .context("waiting for another backup to finish")?;
+    let stopped = async {
+        match stop {
+            Some(t) => t.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = client.execute("SELECT pg_advisory_lock($1)", &[&BACKUP_LOCK]) => {
+            r.context("waiting for another backup to finish")?;
+        }
+        () = stopped => bail!("the backup was stopped while waiting for another backup to finish"),
+    }
     let result = match newest_backup_age(dir) {
         Some(age) if age < recent => {
             tracing::info!(
@@ -195,6 +236,9 @@ pub async fn backup(
     stop: Option<&CancellationToken>,
 ) -> anyhow::Result<BackupReport> {
     let started = Instant::now();
+    if stop.is_some_and(CancellationToken::is_cancelled) {
+        bail!("the backup was stopped before it began");
+    }
     std::fs::create_dir_all(dir).with_context(|| {
         format!(
             "cannot create the backup directory {}; check EF__BACKUP_DIR and that the service user may write there",
@@ -220,21 +264,11 @@ pub async fn backup(
         path = dir.join(format!("{PREFIX}{stamp}_{safe_name}_{n}{SUFFIX}"));
         n += 1;
     }
-    let partial = path.with_extension("dump.partial");
-    {
-        // Create it 0600 before pg_dump writes into it.
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)
-            .with_context(|| format!("cannot write {}", partial.display()))?;
-    }
+    let removed_partials = remove_dead_partials(dir);
+    let partial = Partial::create(path.with_extension("dump.partial"))?;
     let file_arg = {
         let mut s = std::ffi::OsString::from("--file=");
-        s.push(partial.as_os_str());
+        s.push(partial.path.as_os_str());
         s
     };
     let args: [&std::ffi::OsStr; 4] = [
@@ -243,15 +277,12 @@ pub async fn backup(
         file_arg.as_os_str(),
         db.name.as_ref(),
     ];
-    if let Err(e) = run_tool("pg_dump", &args, db, stop).await {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e.context(format!("backing up database {}", db.name)));
-    }
-    check_archive(&partial).inspect_err(|_| {
-        let _ = std::fs::remove_file(&partial);
-    })?;
-    std::fs::rename(&partial, &path)
-        .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+    // On every early return (and if this future is dropped) `partial` removes its file.
+    run_tool("pg_dump", &args, db, stop)
+        .await
+        .with_context(|| format!("backing up database {}", db.name))?;
+    check_archive(&partial.path)?;
+    partial.finish(&path)?;
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let pruned = prune(dir, retention_days, &path);
     Ok(BackupReport {
@@ -259,7 +290,90 @@ pub async fn backup(
         bytes,
         duration_ms: started.elapsed().as_millis() as u64,
         pruned,
+        removed_partials,
     })
+}
+
+/// The `.partial` file of a backup in progress: created 0600, locked (`flock`) for as long as
+/// this backup lives so another backup can tell it from a dead one's, and removed on drop unless
+/// [`Partial::finish`] renamed it into the backup.
+struct Partial {
+    path: PathBuf,
+    /// Holds the lock; closed (unlocked) on drop.
+    _lock: std::fs::File,
+    done: bool,
+}
+
+impl Partial {
+    fn create(path: PathBuf) -> anyhow::Result<Partial> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let partial = Partial {
+            path,
+            _lock: file,
+            done: false,
+        };
+        rustix::fs::flock(&partial._lock, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("cannot lock {}", partial.path.display()))?;
+        Ok(partial)
+    }
+
+    fn finish(mut self, to: &Path) -> anyhow::Result<()> {
+        std::fs::rename(&self.path, to)
+            .with_context(|| format!("renaming {} to {}", self.path.display(), to.display()))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.done
+            && let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %self.path.display(), error = %e, "cannot remove an unfinished backup; delete it by hand");
+        }
+    }
+}
+
+/// Remove the `.partial` files in `dir` that no running backup holds: left by one that was
+/// killed before it could clean up.
+fn remove_dead_partials(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(PREFIX) && name.ends_with(".partial")) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        // Held: a backup is writing it right now.
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "removed the partial file of a backup that did not finish");
+                removed.push(path);
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove the partial file of a backup that did not finish; delete it by hand")
+            }
+        }
+    }
+    removed
 }
 
 fn check_archive(path: &Path) -> anyhow::Result<()> {
@@ -382,8 +496,12 @@ pub async fn restore(db: &DbConfig, file: &Path, force: bool) -> anyhow::Result<
 
 // ---- the commands ----------------------------------------------------------------------------
 
-/// `euraflow backup [--unless-recent DURATION]`, printing what it did.
+/// `euraflow backup [--unless-recent DURATION]`, printing what it did. `SIGTERM` (systemd
+/// stopping `euraflow-backup.service`) or `SIGINT` (Ctrl-C) stops it cleanly: `pg_dump` is
+/// killed and the partial file removed before it exits.
 pub async fn run_backup(config: &Config, unless_recent: Option<std::time::Duration>) -> ExitCode {
+    let stop = CancellationToken::new();
+    let _signals = stop_on_signal(stop.clone());
     let result = match unless_recent {
         Some(window) => {
             backup_unless_recent(
@@ -391,7 +509,7 @@ pub async fn run_backup(config: &Config, unless_recent: Option<std::time::Durati
                 &config.worker.backup_dir,
                 config.worker.backup_retention_days,
                 window,
-                None,
+                Some(&stop),
             )
             .await
         }
@@ -399,7 +517,7 @@ pub async fn run_backup(config: &Config, unless_recent: Option<std::time::Durati
             &config.db,
             &config.worker.backup_dir,
             config.worker.backup_retention_days,
-            None,
+            Some(&stop),
         )
         .await
         .map(Some),
@@ -424,6 +542,12 @@ pub async fn run_backup(config: &Config, unless_recent: Option<std::time::Durati
                     config.worker.backup_retention_days
                 );
             }
+            for p in &r.removed_partials {
+                println!(
+                    "removed {}, left by a backup that did not finish",
+                    p.display()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -431,6 +555,31 @@ pub async fn run_backup(config: &Config, unless_recent: Option<std::time::Durati
             exit::code(exit::FAILURE)
         }
     }
+}
+
+/// Cancel `stop` on the first `SIGTERM` or `SIGINT`; the returned task ends with the command.
+fn stop_on_signal(stop: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            // Without the handlers the signals keep their default action (the process ends);
+            // PR_SET_PDEATHSIG still ends pg_dump and the next backup removes the partial file.
+            tracing::warn!(error = %e, "cannot handle SIGTERM/SIGINT; a stopped backup leaves its partial file to the next one");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("stopping: killing pg_dump and removing the partial backup");
+        stop.cancel();
+    }))
 }
 
 /// `euraflow restore FILE [--force]`, printing what it did.
