@@ -1,12 +1,10 @@
 //! `euraflow migrate` and migrations at `serve` start, with the real binary and real PostgreSQL:
 //! concurrent runs, a failing migration, an edited applied one, an unreachable database.
 
-mod common;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{BIN, NotifySocket, Process, TestDb, as_refs, production_env};
+use crate::common::{BIN, NotifySocket, Process, TestDb, as_refs, production_env};
 
 fn migrate_cmd(db_env: &[(String, String)], args: &[&str]) -> Command {
     let dir = std::env::temp_dir();
