@@ -11,6 +11,9 @@
 //! `synchronous_commit = off` on the benchmark database to show how much of the cost is waiting
 //! for the WAL to reach the disk (the worker never does this itself).
 
+// A development tool: a failed setup step ends the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -13,6 +13,9 @@
 //!
 //! Run: `cargo run --example custom_job_worker` with the usual `EF__*` configuration.
 
+// A development tool: a failed setup step ends the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -5,13 +5,11 @@
 //! survive, and no `.partial` file may stay (after SIGKILL, the next backup removes it). Before:
 //! a killed worker's `pg_dump` kept running beside the retry and its `.partial` stayed.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Process, TestDb, as_refs, production_env};
+use crate::common::{BIN, Process, TestDb, as_refs, production_env};
 use rustix::process::Signal;
 
 /// `pg_dump` processes whose parent is `parent`.

@@ -2,12 +2,12 @@
 //! hashes, tokens, sessions, refresh reuse, logout, rate limits, trusted proxies, the role matrix,
 //! validation, API keys and the audit log.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{
+    self, TestDb, TestServer, as_refs, call, code, hash, insert_user, login, tokens,
+};
 use base64::Engine;
-use common::{TestDb, TestServer, as_refs, call, code, hash, insert_user, login, tokens};
 use reqwest::Method;
 use serde_json::json;
 

@@ -6,15 +6,13 @@
 //! The figures are printed (`cargo nextest run --test hardening_http --no-capture`); the tests
 //! assert only bounds with a wide margin.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Process, TestDb, TestServer, as_refs, production_env, status_of};
+use crate::common::{Process, TestDb, TestServer, as_refs, production_env, status_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;

@@ -1,8 +1,6 @@
 //! The real binary: command line, configuration errors and exit codes, systemd notifications and
 //! socket activation, SIGHUP certificate reload, and SIGTERM with a request in flight.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -10,7 +8,7 @@ use std::process::Command;
 
 use std::time::Duration;
 
-use common::{BIN, NotifySocket, Process, as_refs, production_env};
+use crate::common::{self, BIN, NotifySocket, Process, as_refs, production_env};
 use rustix::process::Signal;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;

@@ -1,6 +1,5 @@
 //! Job test support: a job environment on a test database, an in-process worker, and test-only
 //! job types registered through the ordinary registry API (the shipped binary has none of them).
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,7 +19,8 @@ use super::TestDb;
 
 /// Configuration, pool and job environment for one test database.
 pub struct Harness {
-    pub dir: tempfile::TempDir,
+    /// The configuration's working directory, removed when the harness is dropped.
+    _dir: tempfile::TempDir,
     pub config: Arc<Config>,
     pub db: Arc<Database>,
     pub env: Arc<JobEnv>,
@@ -48,7 +48,7 @@ impl Harness {
         let redis = Redis::new(&config.redis).expect("redis");
         let env = JobEnv::new(config.clone(), pool.clone(), redis);
         Harness {
-            dir,
+            _dir: dir,
             config,
             db: pool,
             env,

@@ -4,13 +4,11 @@
 //! Chromium: what the app relies on works, an injected inline script, handler or `eval` does not.
 //! (The real web build was checked the same way by hand: no violation on the login page.)
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::TestServer;
+use crate::common::TestServer;
 
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 

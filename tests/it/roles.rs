@@ -2,9 +2,7 @@
 //! account states (suspended, disabled, inherited by sub-accounts); admin-only routes; and the
 //! audit log recording each action with where it came from.
 
-mod common;
-
-use common::{TestDb, TestServer, as_refs, call, code, hash, insert_user, tokens};
+use crate::common::{self, TestDb, TestServer, as_refs, call, code, hash, insert_user, tokens};
 use reqwest::Method;
 use serde_json::json;
 

@@ -2,9 +2,7 @@
 //! and four other routes, the log saying only `db error`); a wrong-type value is never echoed in
 //! the error; every rejection — body, path, query, method — answers in the API's JSON shape.
 
-mod common;
-
-use common::{TestDb, TestServer, as_refs, hash, insert_user, tokens};
+use crate::common::{TestDb, TestServer, as_refs, hash, insert_user, tokens};
 use serde_json::Value;
 
 async fn server(db: &TestDb) -> TestServer {

@@ -3,12 +3,11 @@
 //! simple Query ('Q') messages — each one is a round trip the request waits for. The pool has one
 //! connection, so statements cached on it count as they would on a warm server.
 
-mod common;
-
+use crate::common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{TestDb, TestServer, as_refs, hash, insert_user, tokens};
+use crate::common::{TestDb, TestServer, as_refs, hash, insert_user, tokens};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

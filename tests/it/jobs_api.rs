@@ -1,9 +1,7 @@
 //! `/sync-services` and `/jobs` over HTTPS with real roles: reads for any logged-in user, changes
 //! for admins only, and the queue behind them.
 
-mod common;
-
-use common::{TestDb, TestServer, as_refs, call, code, hash, insert_user, tokens};
+use crate::common::{TestDb, TestServer, as_refs, call, code, hash, insert_user, tokens};
 use reqwest::Method;
 use serde_json::json;
 

@@ -2,8 +2,7 @@
 //! should not — trusting every proxy, HSTS off, the rate limit off, a placeholder database
 //! password — each with its fix, never printing the secret.
 
-mod common;
-
+use crate::common;
 use euraflow::config::{self, LoadOptions, Severity};
 
 fn warnings(production: bool, env: &[(&str, &str)]) -> Vec<String> {

@@ -1,13 +1,11 @@
 //! The HTTPS server in-process over real TLS: protocols, headers on every response, the API's
 //! error shapes, body limits, CORS, timeouts and the connection cap.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, raw_http, status_of};
+use crate::common::{TestServer, raw_http, status_of};
 use futures_util::StreamExt;
 use reqwest::{StatusCode, Version};
 

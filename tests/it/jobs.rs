@@ -2,12 +2,10 @@
 //! and rollback, unique keys, retries with backoff until dead and back, time limits, fairness
 //! under a flood, leases, shutdown, Redis down, and the admin functions.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::TestDb;
-use common::jobs::*;
+use crate::common::jobs::*;
+use crate::common::{self, TestDb};
 use euraflow::jobs::admin::{self, JobFilter};
 use euraflow::jobs::queue::{self, Enqueued, NewJob};
 use euraflow::jobs::registry::JobEnv;

@@ -5,15 +5,13 @@
 //!
 //! Chromium is installed by `scripts/ensure-services` (part of the README's test command).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestDb, TestServer, as_refs, insert_user};
+use crate::common::{TestDb, TestServer, as_refs, insert_user};
 
-/// The same fixture as tests/identity.rs: made with Python's bcrypt as the original did.
+/// The same fixture as tests/it/identity.rs: made with Python's bcrypt as the original did.
 const PY_USER: (&str, &str, &str) = (
     "legacy",
     "EuraFlow-pass-2025",

@@ -1,6 +1,5 @@
 //! Test harness: start the real server, in-process (`TestServer`) or as the real binary
 //! (`Process`), on ephemeral ports with its own state directory, and talk to it over real TLS.
-#![allow(dead_code)]
 
 pub mod jobs;
 pub mod ozon;
@@ -327,7 +326,6 @@ pub fn status_of(raw: &str) -> u16 {
 /// The real binary, with captured stderr (JSON log lines) and its listening addresses.
 pub struct Process {
     pub child: Child,
-    pub dir: PathBuf,
     pub https: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
@@ -408,7 +406,6 @@ impl Process {
         }
         let p = Process {
             child,
-            dir: dir.to_path_buf(),
             https: None,
             http: None,
             log,

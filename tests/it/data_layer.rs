@@ -2,11 +2,9 @@
 //! 503, killed connections replaced, Redis outages degrading instead of failing, the shared health
 //! probe, metrics with route patterns, and `euraflow status`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestDb, TestServer, as_refs};
+use crate::common::{self, TestDb, TestServer, as_refs};
 use rustls::pki_types::pem::PemObject;
 
 fn with(db: &TestDb, extra: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -2,12 +2,10 @@
 //! revalidation, ranges, precompressed and on-the-fly compression, MIME types, and every way of
 //! trying to leave the root.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 
-use common::{TestServer, raw_get, status_of};
+use crate::common::{TestServer, raw_get, status_of};
 
 const INDEX: &str = "<!doctype html><html><head><title>EuraFlow</title></head><body><div id=root></div></body></html>";
 

@@ -6,13 +6,11 @@
 //! (the library's worker with one extra job type, `example.sleep`); the shipped binary's
 //! registry has only the built-in jobs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, NotifySocket, Process, TestDb, as_refs, production_env};
+use crate::common::{BIN, NotifySocket, Process, TestDb, as_refs, production_env};
 
 /// The example worker, built by `cargo test` with the other targets (or built here if not).
 fn example_bin() -> PathBuf {

@@ -1,11 +1,9 @@
 //! One request, one span: a warning a handler logs carries the request's id (`X-Trace-Id`), so
 //! `journalctl REQUEST_ID=...` (or grepping the JSON log) shows everything one request did.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Process, TestDb, as_refs, hash, insert_user, production_env};
+use crate::common::{Process, TestDb, as_refs, hash, insert_user, production_env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warning_inside_a_handler_carries_the_request_id() {

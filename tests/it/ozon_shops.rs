@@ -2,9 +2,8 @@
 //! real HTTP: adding a shop (links, quotas, duplicate Client-Ids), the key stored as ciphertext
 //! only, the connection test telling the truth, and every shop route refusing another tenant.
 
-mod common;
-
-use common::{TestDb, TestServer, as_refs, call, code, hash, insert_user, tokens};
+use crate::common;
+use crate::common::{TestDb, TestServer, as_refs, call, code, hash, insert_user, tokens};
 use euraflow::ozon::fake::{FakeConfig, FakeOzon};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -2,13 +2,11 @@
 //! of a generated shop exactly once through both paging styles, the incremental filters after
 //! changes made at run time, and the `euraflow-dev fake-ozon` binary.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 
+use crate::common::ozon::{settings, shop0, start};
 use chrono::Utc;
-use common::ozon::{settings, shop0, start};
 use euraflow::ozon::client::{
     AttributesFilter, ClientSettings, Credentials, OzonClient, OzonMetrics, PostingFilter,
     PostingWith, PricesFilter, ProductInfoRequest, ProductListFilter, SortDir, TimeRange,

@@ -2,13 +2,12 @@
 //! shared rate budget: authentication, retries and their caps, timeouts, malformed answers, other
 //! 4xx, the budget across two "processes" and without Redis, metrics, logging without the key.
 
-mod common;
-
+use crate::common;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::ozon::{client, settings, shop0, start, statuses};
+use crate::common::ozon::{client, settings, shop0, start, statuses};
 use euraflow::ozon::client::{
     Credentials, Endpoint, OzonClient, OzonError, OzonMetrics, PostingFilter, PostingWith,
     ProductInfoRequest, ProductListFilter, ProductListRequest, ShopClient, SortDir, Visibility,

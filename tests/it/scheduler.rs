@@ -5,15 +5,13 @@
 //! Time is driven through the scheduler's injectable clock, so an hour of per-minute ticks takes
 //! seconds; the cron arithmetic and the database work are the real ones.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::common::TestDb;
+use crate::common::jobs::*;
 use chrono::{DateTime, TimeZone, Utc};
-use common::TestDb;
-use common::jobs::*;
 use euraflow::jobs::admin::{self, ServiceUpdate};
 use euraflow::jobs::scheduler::{Clock, Scheduler};
 use tokio_util::sync::CancellationToken;

@@ -1,12 +1,10 @@
 //! `euraflow migrate` and migrations at `serve` start, with the real binary and real PostgreSQL:
 //! concurrent runs, a failing migration, an edited applied one, an unreachable database.
 
-mod common;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{BIN, NotifySocket, Process, TestDb, as_refs, production_env};
+use crate::common::{BIN, NotifySocket, Process, TestDb, as_refs, production_env};
 
 fn migrate_cmd(db_env: &[(String, String)], args: &[&str]) -> Command {
     let dir = std::env::temp_dir();
@@ -333,10 +331,14 @@ async fn a_slow_migration_extends_the_systemd_start_timeout() {
         holder
     });
 
-    let mut p =
-        tokio::task::spawn_blocking(move || Process::spawn(dir.path(), &["serve"], &as_refs(&env)))
-            .await
-            .unwrap();
+    // The closure gets a copy of the path: moving `dir` into it would delete the directory, and
+    // the notify socket in it, as soon as the server said "listening", racing its READY=1.
+    let mut p = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || Process::spawn(&dir, &["serve"], &as_refs(&env))
+    })
+    .await
+    .unwrap();
     let _holder = release.await.unwrap();
 
     let all = notify.all();

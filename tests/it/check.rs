@@ -1,10 +1,8 @@
 //! `euraflow check`, the go-live checklist, against a real PostgreSQL and Redis.
 
-mod common;
-
 use std::process::Command;
 
-use common::{TestDb, production_env};
+use crate::common::{self, TestDb, production_env};
 
 fn check(env: &[(String, String)]) -> (i32, serde_json::Value) {
     let out = Command::new(common::BIN)

@@ -1,10 +1,8 @@
 //! The login page's slider captcha: challenge images, verification with limited attempts,
 //! single-use tokens, and login requiring them when configured.
 
-mod common;
-
+use crate::common::{TestDb, TestServer, as_refs, code, hash, insert_user};
 use base64::Engine;
-use common::{TestDb, TestServer, as_refs, code, hash, insert_user};
 use serde_json::json;
 
 async fn stored_x(prefix: &str, id: &str) -> Option<i64> {

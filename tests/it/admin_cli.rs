@@ -1,12 +1,10 @@
 //! No default password: the first admin's random password is written to a private file by
 //! `euraflow migrate`; `euraflow user ...` manages accounts from the machine.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{TestDb, TestServer, as_refs, login, production_env};
+use crate::common::{self, TestDb, TestServer, as_refs, login, production_env};
 
 /// The server and the CLI must share a Redis prefix, as they share the configuration file.
 fn prefix(state: &std::path::Path) -> String {

@@ -1,0 +1,41 @@
+//! The integration tests, as one test binary (`it`): each file here is a module, and the harness
+//! in `common/` is compiled once for all of them. Sixteen binaries each compiled `common` again and
+//! linked the whole crate with its dependencies, which made building the tests take most of a
+//! test run on a small machine.
+//!
+//! A new integration test goes into a module here (`mod <name>;` below), not into a new
+//! `tests/<name>.rs`, which would be a binary of its own again. Run one module's tests with
+//! `cargo nextest run -E 'test(/^identity::/)'` or `cargo test --test it identity::`.
+
+// Tests may unwrap, expect and panic: a failed assumption is the failure being reported (the
+// crate's lint table denies them elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod admin_cli;
+mod browser;
+mod captcha;
+mod check;
+mod data_layer;
+mod docs;
+mod fake_ozon;
+mod hardening_backup;
+mod hardening_config;
+mod hardening_csp;
+mod hardening_http;
+mod hardening_input;
+mod http_server;
+mod identity;
+mod jobs;
+mod jobs_api;
+mod migrations;
+mod ozon_client;
+mod ozon_shops;
+mod process;
+mod request_span;
+mod roles;
+mod round_trips;
+mod scheduler;
+mod static_files;
+mod worker_process;
