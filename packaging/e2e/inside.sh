@@ -100,6 +100,24 @@ loop_start() { # loop_start NAME URL [curl args]
 	) &
 	echo $! >"$SCRATCH/pid-$name"
 }
+# The same with keep-alive: each curl sends 20 requests on one connection (as browsers, the CDN
+# and API clients do), one line per request. Lost requests show as HTTP code 000.
+loop_start_keepalive() { # loop_start_keepalive NAME URL [curl args]
+	local name=$1 url=$2
+	shift 2
+	rm -f "$SCRATCH/stop-$name" "$SCRATCH/loop-$name"
+	(
+		i=0
+		end=$((SECONDS + 60))
+		urls=()
+		for _ in $(seq 1 20); do urls+=("$url" -o /dev/null); done
+		while [ ! -e "$SCRATCH/stop-$name" ] && [ "$i" -lt 250 ] && [ "$SECONDS" -lt "$end" ]; do
+			curl -s --max-time 10 -w '%{exitcode} %{http_code}\n' "$@" "${urls[@]}" >>"$SCRATCH/loop-$name"
+			i=$((i + 1))
+		done
+	) &
+	echo $! >"$SCRATCH/pid-$name"
+}
 loop_stop() { # loop_stop NAME: stop and print "<requests> <failed> <refused>"
 	local name=$1
 	touch "$SCRATCH/stop-$name"
@@ -325,6 +343,7 @@ phase_install() {
 	pid=$(main_pid)
 	loop_start r-https "https://$HOST/healthz" -k --resolve "$HOST:443:127.0.0.1"
 	loop_start r-http "http://127.0.0.1:8000/healthz"
+	loop_start_keepalive r-keepalive "https://$HOST/healthz" -k --http1.1 --resolve "$HOST:443:127.0.0.1"
 	wait_requests r-https 20 || diag "the request loop is slow"
 	# This test restarts far more often than an operator would (StartLimitBurst=10 a minute, and
 	# the checks above already restarted 4 times): start the count afresh.
@@ -337,19 +356,21 @@ phase_install() {
 		before=$(wc -l <"$SCRATCH/loop-r-https")
 		wait_requests r-https $((before + 15)) || diag "the request loop is slow"
 	done
-	local th fh rh tp fp rp
+	local th fh rh tp fp rp tk fk rk
 	read -r th fh rh <<<"$(loop_stop r-https)"
 	read -r tp fp rp <<<"$(loop_stop r-http)"
-	diag "restart under load: 5 restarts took ${restart_ms[*]} ms; https: $th requests, $fh failed, $rh refused; http: $tp requests, $fp failed, $rp refused"
-	if [ "$rh" = 0 ] && [ "$rp" = 0 ] && [ "$th" -ge 40 ] && [ "$tp" -ge 10 ]; then
-		ok "zero refused connections across the restart ($((th + tp)) requests)"
-	else not_ok "zero refused connections across the restart (https $rh, http $rp refused)"; fi
+	read -r tk fk rk <<<"$(loop_stop r-keepalive)"
+	diag "restart under load: 5 restarts took ${restart_ms[*]} ms; https: $th requests, $fh failed, $rh refused; http: $tp requests, $fp failed, $rp refused; https keep-alive: $tk requests, $fk failed"
+	if [ "$rh" = 0 ] && [ "$rp" = 0 ] && [ "$rk" = 0 ] && [ "$th" -ge 40 ] && [ "$tp" -ge 10 ]; then
+		ok "zero refused connections across the restart ($((th + tp + tk)) requests)"
+	else not_ok "zero refused connections across the restart (https $rh, http $rp, keep-alive $rk refused)"; fi
 	# Requests that reach the old process while it drains are answered (a connection accepted
 	# before the stop gets its first request served), so none may fail.
-	if [ "$fh" = 0 ] && [ "$fp" = 0 ]; then
+	# Keep-alive connections idle or busy at the stop get one more answer, with Connection: close.
+	if [ "$fh" = 0 ] && [ "$fp" = 0 ] && [ "$fk" = 0 ] && [ "$tk" -ge 20 ]; then
 		ok "zero failed requests across the restarts"
 	else
-		not_ok "zero failed requests across the restarts (https $fh of $th, http $fp of $tp failed)"
+		not_ok "zero failed requests across the restarts (https $fh of $th, http $fp of $tp, keep-alive $fk of $tk failed)"
 	fi
 	if [ "$(main_pid)" != "$pid" ] && [ "$(main_pid)" != 0 ]; then ok "new MainPID after the restart"; else not_ok "new MainPID after the restart"; fi
 	is "no restarts by systemd (NRestarts=0)" 0 systemctl show -p NRestarts --value euraflow.service

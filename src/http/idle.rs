@@ -46,6 +46,11 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// Whether a request is in progress now.
+    pub fn in_progress(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
     /// Returns once no request has been in progress for `limit`.
     pub async fn idle_for(&self, limit: Duration) {
         loop {

@@ -90,10 +90,17 @@ const H1_MAX_HEADERS: usize = 100;
 /// Pause after an accept error such as "too many open files", instead of spinning.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// A connection that was accepted before the stop but has not sent a request yet gets this long
-/// to send one: its client already chose this server, and closing it now would fail a request
-/// that is on its way (seen as resets across `systemctl restart`).
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
+/// When the drain begins, an HTTP/1 connection gets this long to send one more request, which is
+/// answered with `Connection: close`; only a connection still idle after it is closed. Its client
+/// already chose this server, and a request may be on the wire: a keep-alive client that sent its
+/// next request just as the stop began, or a new connection accepted just before it. Closing such a
+/// connection at once fails that request (seen as resets and empty replies across
+/// `systemctl restart`); told to close after an answer, the client opens a new connection, which
+/// waits in the listen backlog (held by systemd) for the next process. HTTP/2 needs no grace: its
+/// GOAWAY tells the client which requests were taken, and it retries the rest.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How often a draining connection looks whether its grace is over.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Shared by both listeners: the route table, the limits, and the open connections.
 pub struct HttpServer {
@@ -154,10 +161,17 @@ impl HttpServer {
         let local = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // While this loop runs the drain cannot finish: no connection is spawned after the drain
+        // saw none left.
+        let _accepting = self.connections.token();
         loop {
+            // Biased: once the stop has begun nothing more is accepted, and what waits in the
+            // backlog is the next process's.
             let accepted = tokio::select! {
-                r = listener.accept() => r,
+                biased;
                 _ = stop.cancelled() => break,
+                _ = self.draining.cancelled() => break,
+                r = listener.accept() => r,
             };
             let (stream, peer) = match accepted {
                 Ok(pair) => pair,
@@ -174,13 +188,16 @@ impl HttpServer {
                 }
             };
             // At the cap this loop waits here, holding the one connection it accepted; everyone
-            // after it waits in the listen backlog until a connection closes.
+            // after it waits in the listen backlog until a connection closes. A connection once
+            // accepted is served even when the stop begins meanwhile (dropping it would fail its
+            // client's request); only the drain deadline gives up on it.
             let permit = tokio::select! {
+                biased;
                 p = self.connection_slots.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
-                _ = stop.cancelled() => break,
+                _ = self.force_close.cancelled() => break,
             };
             let _ = stream.set_nodelay(true);
             let info = ConnInfo { peer, local, kind };
@@ -197,8 +214,10 @@ impl HttpServer {
 
     async fn serve_connection(&self, stream: TcpStream, info: ConnInfo, tls: Option<TlsAcceptor>) {
         let router = self.router.clone();
-        let requests_seen = Arc::new(AtomicBool::new(false));
-        let seen = requests_seen.clone();
+        let http2 = Arc::new(AtomicBool::new(false));
+        let seen_http2 = http2.clone();
+        let answered_http2 = http2.clone();
+        let draining = self.draining.clone();
         let activity = Activity::new();
         let tracked = activity.clone();
         let watch = SendWatch::new();
@@ -206,17 +225,32 @@ impl HttpServer {
         let service = TowerToHyperService::new(
             router
                 .map_request(move |mut req: Request<Incoming>| {
-                    seen.store(true, Ordering::Relaxed);
+                    if req.version() == http::Version::HTTP_2 {
+                        seen_http2.store(true, Ordering::Relaxed);
+                    }
                     req.extensions_mut().insert(info);
                     req
                 })
                 .map_future(move |response| {
                     let in_flight = tracked.begin();
                     let bodies = bodies.clone();
+                    let draining = draining.clone();
+                    let http2 = answered_http2.load(Ordering::Relaxed);
                     async move {
                         let r = response.await;
                         drop(in_flight);
-                        r.map(|resp| resp.map(|body| WatchedBody::wrap(body, bodies)))
+                        r.map(|mut resp| {
+                            // Answered during the drain: this is the connection's last request
+                            // (hyper closes after a response that says so), and the client knows
+                            // to open a new connection for its next one.
+                            if draining.is_cancelled() && !http2 {
+                                resp.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    http::HeaderValue::from_static("close"),
+                                );
+                            }
+                            resp.map(|body| WatchedBody::wrap(body, bodies))
+                        })
                     }
                 }),
         );
@@ -247,7 +281,7 @@ impl HttpServer {
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::select! {
-            () = self.drive(conn, &info, &activity, &requests_seen) => {}
+            () = self.drive(conn, &info, &activity, &http2) => {}
             () = watch.stalled_for(self.send_timeout) => {
                 // Dropping the connection closes the socket and frees the slot.
                 self.state.stats().count_send_timeout();
@@ -261,13 +295,8 @@ impl HttpServer {
     }
 
     /// Serve `conn` until it ends, stays idle too long, or the drain closes it.
-    async fn drive<C>(
-        &self,
-        conn: C,
-        info: &ConnInfo,
-        activity: &Activity,
-        requests_seen: &AtomicBool,
-    ) where
+    async fn drive<C>(&self, conn: C, info: &ConnInfo, activity: &Activity, http2: &AtomicBool)
+    where
         C: GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>>,
     {
         let mut conn = std::pin::pin!(conn);
@@ -289,22 +318,21 @@ impl HttpServer {
         let result = match result {
             Some(r) => r,
             None => {
-                // Draining: the request in progress completes (HTTP/1 then closes, HTTP/2 sends
-                // GOAWAY). A connection that has not sent its first request yet gets
-                // FIRST_REQUEST_GRACE to do so before it is shut down.
-                if !requests_seen.load(Ordering::Relaxed) {
-                    let deadline = tokio::time::Instant::now() + FIRST_REQUEST_GRACE;
-                    while !requests_seen.load(Ordering::Relaxed)
-                        && tokio::time::Instant::now() < deadline
-                    {
-                        tokio::select! {
-                            r = conn.as_mut() => {
-                                log_end(info, r);
-                                return;
-                            }
-                            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                            _ = self.force_close.cancelled() => return,
+                // Draining (see DRAIN_GRACE): HTTP/2 gets its GOAWAY now; an HTTP/1 connection
+                // is answered once more with `Connection: close` if its client sends a request
+                // within the grace, and is shut down if it is still idle after it. A request in
+                // progress always completes.
+                let grace_over = tokio::time::Instant::now() + DRAIN_GRACE;
+                while !http2.load(Ordering::Relaxed)
+                    && (tokio::time::Instant::now() < grace_over || activity.in_progress())
+                {
+                    tokio::select! {
+                        r = conn.as_mut() => {
+                            log_end(info, r);
+                            return;
                         }
+                        _ = tokio::time::sleep(DRAIN_POLL) => {}
+                        _ = self.force_close.cancelled() => return,
                     }
                 }
                 conn.as_mut().graceful_shutdown();

@@ -509,3 +509,118 @@ async fn tls_1_2_and_1_3_are_each_negotiated() {
     }
     srv.stop().await;
 }
+
+/// Read one HTTP/1.1 response (headers and a `Content-Length` body) from a keep-alive connection.
+/// `None` when the connection ended before a whole response arrived: a failed request.
+fn read_response(s: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).ok()?;
+    Some(head)
+}
+
+fn says_close(head: &str) -> bool {
+    head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")
+        })
+    })
+}
+
+/// `systemctl restart` with keep-alive clients (browsers, the CDN, API clients): the drain must not
+/// close a connection whose client has just sent its next request. Each busy connection gets one
+/// more answer, marked `Connection: close`, and then closes; a connection idle when the stop
+/// begins is still answered if its request comes within the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_clients_lose_no_request_when_the_server_stops() {
+    let srv = TestServer::start(&[]).await;
+    let addr = srv.http;
+    const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    // One idle keep-alive connection: one request before the stop, the next one during it.
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(REQUEST).unwrap();
+    let first = read_response(&mut idle).expect("answered before the stop");
+    assert_eq!(status_of(&first), 200, "{first}");
+    assert!(!says_close(&first), "closed before the stop: {first}");
+
+    // Busy keep-alive connections, each sending its next request as soon as it has an answer.
+    let busy: Vec<_> = (0..12)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let (mut answered, mut failed) = (0u32, 0u32);
+                loop {
+                    if s.write_all(REQUEST).is_err() {
+                        failed += 1;
+                        break;
+                    }
+                    match read_response(&mut s) {
+                        Some(head) if status_of(&head) == 200 => {
+                            answered += 1;
+                            if says_close(&head) {
+                                return (answered, failed, true);
+                            }
+                        }
+                        _ => {
+                            failed += 1;
+                            break;
+                        }
+                    }
+                }
+                (answered, failed, false)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = tokio::spawn(srv.stop());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (resp, idle) = tokio::task::spawn_blocking(move || {
+        idle.write_all(REQUEST).unwrap();
+        let resp = read_response(&mut idle);
+        (resp, idle)
+    })
+    .await
+    .unwrap();
+    let resp = resp.expect("the idle connection's request during the stop was answered");
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(says_close(&resp), "the last answer must say close: {resp}");
+    drop(idle);
+
+    let mut total = 0;
+    for t in busy {
+        let (answered, failed, told_to_close) = t.join().unwrap();
+        assert_eq!(failed, 0, "a keep-alive request failed during the stop");
+        assert!(
+            told_to_close,
+            "a busy connection was closed without Connection: close"
+        );
+        total += answered;
+    }
+    assert!(total > 12, "the clients made only {total} requests");
+    stopping.await.unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after the stop"
+    );
+}
