@@ -208,10 +208,6 @@ impl Checks {
         )
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.problems.is_empty()
-    }
-
     pub fn finish(&mut self) -> Result<(), DomainError> {
         if self.problems.is_empty() {
             Ok(())

@@ -9,18 +9,11 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Where logs went, for the startup line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    Journal,
-    Stderr(LogFormat),
-}
-
 /// Libraries that are chatty at INFO; their warnings and errors still come through. hyper's own
 /// "read header from client timeout" warnings are per-client noise, not operator news.
 const QUIET: &str = "hyper=error,hyper_util=error,h2=error,rustls=warn,tokio_postgres=warn,tower_http=warn,reqwest=warn";
 
-pub fn init(log: &LogConfig) -> Output {
+pub fn init(log: &LogConfig) {
     let filter = EnvFilter::new(format!("{},{QUIET}", log.level.as_filter()));
     if journal_is_stderr()
         && let Ok(layer) = tracing_journald::layer()
@@ -39,9 +32,10 @@ pub fn init(log: &LogConfig) -> Output {
             .try_init()
             .is_ok()
         {
-            return Output::Journal;
+            return;
         }
-        return Output::Journal;
+        // A subscriber was set already (tests): keep it, and never log twice.
+        return;
     }
     let _ = match log.format {
         LogFormat::Json => tracing_subscriber::fmt()
@@ -60,7 +54,6 @@ pub fn init(log: &LogConfig) -> Output {
             .with_env_filter(filter)
             .try_init(),
     };
-    Output::Stderr(log.format)
 }
 
 /// systemd sets `JOURNAL_STREAM=<dev>:<inode>` for a service whose stderr is the journal; if our

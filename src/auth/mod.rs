@@ -17,23 +17,23 @@
 //!
 //! Adapters — `api::*` handlers, `ops::users` for the CLI — only translate input and errors.
 
-pub mod accounts;
-pub mod actor;
-pub mod api_keys;
-pub mod audit;
-pub mod bootstrap;
-pub mod captcha;
-pub mod credentials;
-pub mod current_user;
-pub mod levels;
-pub mod login;
+pub(crate) mod accounts;
+pub(crate) mod actor;
+pub(crate) mod api_keys;
+pub(crate) mod audit;
+pub(crate) mod bootstrap;
+pub(crate) mod captcha;
+pub(crate) mod credentials;
+pub(crate) mod current_user;
+pub(crate) mod levels;
+pub(crate) mod login;
 pub mod password;
 pub mod rate_limit;
-pub mod roles;
-pub mod sessions;
+pub(crate) mod roles;
+pub(crate) mod sessions;
 pub mod tokens;
-pub mod users;
-pub mod values;
+pub(crate) mod users;
+pub(crate) mod values;
 
 use std::sync::Arc;
 

@@ -262,14 +262,6 @@ pub fn may_reset_password(actor: Party<'_>, target: Party<'_>) -> Result<(), Den
     }
 }
 
-/// Who may see `target` in `GET /auth/users`: admin everyone, main accounts themselves and their
-/// children, others themselves.
-pub fn may_view(actor: Party<'_>, target: Party<'_>) -> bool {
-    actor.role == Role::Admin
-        || actor.id == target.id
-        || (actor.role == Role::MainAccount && target.parent_user_id == Some(actor.id))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,6 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
 use super::roles::{AccountState, AccountStatus, Role};
 use super::tokens::{AccessClaims, now_s};
 use super::users;
@@ -300,45 +298,6 @@ async fn session_active_in_db(c: &impl Sql, token: &str, user_id: i64) -> Result
     )
     .await?
     .is_some())
-}
-
-/// Start a session (inside the caller's transaction). With `single`, the user's other active
-/// sessions end (reason `replaced`); their tokens are returned so the cache can be told.
-pub async fn start(
-    tx: &impl Sql,
-    user_id: i64,
-    ip: Option<&str>,
-    user_agent: Option<&str>,
-    refresh_jti: &str,
-    expires_at: DateTime<Utc>,
-    single: bool,
-) -> Result<(String, Vec<String>), DbError> {
-    let ended = if single {
-        tx.rows(
-            "UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = 'replaced'
-              WHERE user_id = $1 AND is_active RETURNING session_token",
-            &[&user_id],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-    } else {
-        Vec::new()
-    };
-    let token = new_session_token();
-    tx.exec(
-        "INSERT INTO user_login_sessions (user_id, session_token, ip_address, user_agent, refresh_jti, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&user_id, &token, &ip, &user_agent, &refresh_jti, &expires_at],
-    )
-    .await?;
-    tx.exec(
-        "UPDATE users SET current_session_token = $2, last_login_at = now() WHERE id = $1",
-        &[&user_id, &token],
-    )
-    .await?;
-    Ok((token, ended))
 }
 
 /// End one session; returns whether it was active.

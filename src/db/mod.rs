@@ -11,7 +11,7 @@
 
 pub mod migrate;
 pub mod prepare;
-pub mod sql;
+pub(crate) mod sql;
 mod tls;
 
 use std::sync::Arc;

@@ -58,7 +58,6 @@ impl ListenerKind {
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    pub local: SocketAddr,
     pub kind: ListenerKind,
 }
 
@@ -158,9 +157,6 @@ impl HttpServer {
         tls: Option<TlsAcceptor>,
         stop: CancellationToken,
     ) {
-        let local = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         // While this loop runs the drain cannot finish: no connection is spawned after the drain
         // saw none left.
         let _accepting = self.connections.token();
@@ -200,7 +196,7 @@ impl HttpServer {
                 _ = self.force_close.cancelled() => break,
             };
             let _ = stream.set_nodelay(true);
-            let info = ConnInfo { peer, local, kind };
+            let info = ConnInfo { peer, kind };
             let server = self.clone();
             let tls = tls.clone();
             self.connections.spawn(async move {

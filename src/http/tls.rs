@@ -6,7 +6,7 @@
 //! established connections. A new pair is fully validated — parsed, key matching the certificate —
 //! before it replaces the old one; a bad pair is refused with the reason and the old one stays.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -293,16 +293,6 @@ pub fn generate_self_signed(names: &[String]) -> anyhow::Result<(String, String)
 
 fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
-}
-
-/// The paths a reload re-reads, for log lines.
-pub fn describe_source(source: &TlsConfig) -> String {
-    match source {
-        TlsConfig::Files { cert, key } => format!("{} + {}", cert.display(), key.display()),
-        TlsConfig::SelfSigned { dir } => {
-            format!("self-signed in {}", PathBuf::from(dir).display())
-        }
-    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@
 
 pub mod admin;
 pub mod core_jobs;
-pub mod cron;
-pub mod metrics;
+pub(crate) mod cron;
+pub(crate) mod metrics;
 pub mod queue;
 pub mod registry;
 pub(crate) mod run_log;

@@ -3,9 +3,9 @@
 //! dispatches to them.
 
 pub mod backup;
-pub mod check;
-pub mod config;
-pub mod migrate;
-pub mod secrets;
-pub mod status;
-pub mod users;
+pub(crate) mod check;
+pub(crate) mod config;
+pub(crate) mod migrate;
+pub(crate) mod secrets;
+pub(crate) mod status;
+pub(crate) mod users;

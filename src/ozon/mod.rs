@@ -14,7 +14,7 @@
 
 pub mod client;
 pub mod fake;
-pub mod shops;
+pub(crate) mod shops;
 pub mod tasks;
 pub mod tenancy;
 
