@@ -30,8 +30,10 @@ const READ_CHUNK: usize = 64 * 1024;
 enum Refusal {
     /// Malformed or hostile: `..`, encoded `/` or `\`, NUL, invalid UTF-8.
     BadPath,
-    /// Not there, a dotfile, a directory, or outside the root.
+    /// Not there, a dotfile, or outside the root.
     NotFound,
+    /// A directory: never listed, and not a page of the app either (`/assets/` is a 404).
+    Directory,
 }
 
 /// `GET /downloads/...`
@@ -54,7 +56,7 @@ pub async fn downloads(
     {
         Ok(resp) => resp,
         Err(Refusal::BadPath) => plain_status(StatusCode::BAD_REQUEST),
-        Err(Refusal::NotFound) => plain_status(StatusCode::NOT_FOUND),
+        Err(Refusal::NotFound | Refusal::Directory) => plain_status(StatusCode::NOT_FOUND),
     }
 }
 
@@ -76,6 +78,7 @@ pub async fn web_app(
         match serve_path(&web.web_root, path, &method, &headers, cache_for).await {
             Ok(resp) => return resp,
             Err(Refusal::BadPath) => return plain_status(StatusCode::BAD_REQUEST),
+            Err(Refusal::Directory) => return plain_status(StatusCode::NOT_FOUND),
             Err(Refusal::NotFound) if !is_navigation(&method, path, &headers) => {
                 return plain_status(StatusCode::NOT_FOUND);
             }
@@ -124,27 +127,32 @@ fn cache_rule(path: &Path, default_max_age: u64) -> String {
     format!("public, max-age={default_max_age}")
 }
 
-/// Build tools name assets `name-<hash>.ext` (Vite: 8 URL-safe base64 characters) or
-/// `name.<hash>.ext`.
+/// Build tools name assets `name-<hash>.ext` (Vite/Rollup: `[name]-[hash]`, 8 characters of
+/// URL-safe base64, so the hash itself may contain `-` and `_`: `index-Du-UEXJq.css`) or
+/// `name.<hash>.ext` (webpack). A hash has a digit or an upper-case letter, which tells it from a
+/// word (`category-tree.json`); an all-lower-case hash only gets the shorter cache, never a wrong one.
 fn has_content_hash(file_name: &str) -> bool {
-    let stem = file_name
-        .split_once('.')
-        .map(|(s, _)| s)
-        .unwrap_or(file_name);
-    let candidates = [
-        stem.rsplit_once('-').map(|(_, h)| h),
-        file_name
-            .split('.')
-            .nth(1)
-            .filter(|_| file_name.matches('.').count() >= 2),
-    ];
-    candidates.into_iter().flatten().any(|h| {
+    fn looks_like_hash(h: &str) -> bool {
         h.len() >= 8
             && h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             && h.bytes()
                 .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-    })
+    }
+    // `[name]-[hash]`: the last 8 characters of the stem, after a `-`. The stem ends at the first
+    // dot (`x-HASH.js.map`) or the last (`vendor.react-HASH.js`).
+    let vite = |stem: &str| {
+        let n = stem.len();
+        n > 9
+            && stem.is_char_boundary(n - 8)
+            && stem.as_bytes()[n - 9] == b'-'
+            && looks_like_hash(&stem[n - 8..])
+    };
+    let first_stem = file_name.split_once('.').map_or(file_name, |(s, _)| s);
+    let last_stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s);
+    let webpack = file_name.matches('.').count() >= 2
+        && file_name.split('.').nth(1).is_some_and(looks_like_hash);
+    vite(first_stem) || vite(last_stem) || webpack
 }
 
 /// Turn the URL path into a path below `root`, refusing anything that could leave it.
@@ -188,6 +196,9 @@ async fn locate(root: &Path, url_path: &str) -> Result<(PathBuf, std::fs::Metada
     let meta = tokio::fs::metadata(&real)
         .await
         .map_err(|_| Refusal::NotFound)?;
+    if meta.is_dir() {
+        return Err(Refusal::Directory);
+    }
     if !meta.is_file() {
         return Err(Refusal::NotFound);
     }
@@ -566,6 +577,13 @@ mod tests {
         assert!(has_content_hash("index-BXk3a9Fz.js"));
         assert!(has_content_hash("vendor-react-Dm2kLq9x.js"));
         assert!(has_content_hash("main.3f2a1b4c9.css"));
+        // Hashes with `-` and `_`, from a real build of the operators' web app.
+        assert!(has_content_hash("index-Du-UEXJq.css"));
+        assert!(has_content_hash("vendor-antd-C_1q-zWx.js"));
+        assert!(has_content_hash("OrderList-B-kz_3Qm.js"));
+        assert!(has_content_hash("index-Du-UEXJq.js.map"));
+        assert!(!has_content_hash("my-longname.js"));
+        assert!(!has_content_hash("ab-cdefghij.js"));
         assert!(!has_content_hash("favicon.svg"));
         assert!(!has_content_hash("notice.mp3"));
         assert!(!has_content_hash("category-tree.json"));

@@ -25,6 +25,12 @@ fn install_web_build(root: &Path) {
     write(&root.join("index.html"), INDEX.as_bytes());
     let js = "console.log('app');\n".repeat(200);
     write(&root.join("assets/js/index-BXk3a9Fz.js"), js.as_bytes());
+    // Vite's hashes are URL-safe base64 and may hold `-` and `_` (15 of the real build's 151).
+    write(
+        &root.join("assets/css/index-Du-UEXJq.css"),
+        "a{color:red}\n".repeat(50).as_bytes(),
+    );
+    write(&root.join("assets/js/OrderList-B_kz-3Qm.js"), js.as_bytes());
     write(
         &root.join("assets/css/index-Dq81LmZp.css"),
         "body{margin:0}\n".repeat(100).as_bytes(),
@@ -135,6 +141,24 @@ async fn cache_policy_by_file_kind() {
             .unwrap()
             .contains("javascript")
     );
+    for hashed in [
+        "/assets/css/index-Du-UEXJq.css",
+        "/assets/js/OrderList-B_kz-3Qm.js",
+    ] {
+        let r = c.get(srv.https_url(hashed)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{hashed}");
+        assert_eq!(cc(&r), "public, max-age=31536000, immutable", "{hashed}");
+    }
+    // Directories are neither listed nor the app's shell, even for a browser navigation.
+    for dir in ["/assets", "/assets/", "/assets/js/", "/data"] {
+        let r = c
+            .get(srv.https_url(dir))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{dir}");
+    }
     let r = c.get(srv.https_url("/index.html")).send().await.unwrap();
     assert_eq!(cc(&r), "no-cache");
     let r = c
