@@ -85,6 +85,7 @@ fn json_routes(state: &AppState) -> Router<AppState> {
             "/auth/users/{user_id}/password",
             patch(users::reset_password),
         )
+        .route("/auth/users/{user_id}/quota", get(users::quota))
         .route("/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/api-keys/", get(api_keys::list).post(api_keys::create))
         .route("/api-keys/{key_id}", delete(api_keys::delete))

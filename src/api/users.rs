@@ -280,6 +280,18 @@ pub struct ResetPasswordBody {
     new_password: String,
 }
 
+/// `GET /auth/users/{id}/quota` → `{sub_accounts_count, max_sub_accounts, shops_count, max_shops}`.
+pub async fn quota(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<accounts::Quota>, ApiError> {
+    let actor = user.actor(&origin);
+    let client = state.db().get().await?;
+    Ok(Json(accounts::quota(&client, &actor, id).await?))
+}
+
 /// `PATCH /auth/users/{id}/password` → 204: the target's sessions end, so the new password is
 /// needed.
 pub async fn reset_password(

@@ -26,6 +26,9 @@ pub enum UserCommand {
     Create {
         #[arg(long, default_value = "main_account", value_parser = ["admin", "main_account", "sub_account", "shipper"])]
         role: String,
+        /// The main account a sub-account or shipper belongs to (required for a sub-account)
+        #[arg(long, value_name = "MAIN_ACCOUNT")]
+        parent: Option<String>,
         name: String,
     },
     /// Set a user's password (asked for, or read from standard input); their sessions end
@@ -114,10 +117,25 @@ async fn execute(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        UserCommand::Create { role, name } => {
+        UserCommand::Create { role, parent, name } => {
             let username =
                 Username::parse(&name).map_err(|p| anyhow::anyhow!("the user name {p}"))?;
             let role = Role::parse(&role).context("unknown role")?;
+            if role == Role::SubAccount && parent.is_none() {
+                anyhow::bail!(
+                    "a sub-account belongs to a main account: add --parent <main account name>"
+                );
+            }
+            let parent_user_id = match &parent {
+                None => None,
+                Some(p) => Some(
+                    users::by_username(&client, p)
+                        .await?
+                        .with_context(|| format!("no user named {p} (--parent)"))?
+                        .user
+                        .id,
+                ),
+            };
             let password = NewPassword::parse(&read_password()?).map_err(anyhow::Error::msg)?;
             let passwords = Passwords::new(config.security.password_hash)?;
             let mut work = Work::begin(&mut client).await?;
@@ -125,7 +143,10 @@ async fn execute(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                 &mut work,
                 &actor,
                 &passwords,
-                NewAccount::basic(username, password, role),
+                NewAccount {
+                    parent_user_id,
+                    ..NewAccount::basic(username, password, role)
+                },
             )
             .await
             .map_err(|e| match e {
@@ -134,6 +155,9 @@ async fn execute(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                     ..
                 } => {
                     anyhow::anyhow!("a user named {name} exists already")
+                }
+                DomainError::Rejected { message, .. } => {
+                    anyhow::anyhow!("cannot create the user: {message}")
                 }
                 e => anyhow::anyhow!("creating the user: {e}"),
             })?;

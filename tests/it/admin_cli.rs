@@ -113,6 +113,57 @@ async fn user_commands_create_reset_list_and_disable() {
         Some("owner-password\n"),
     );
     assert_eq!(code, 0);
+    // A sub-account needs its main account, named by --parent.
+    let (code, _, err) = cli(
+        &db,
+        state.path(),
+        &["user", "create", "--role", "sub_account", "helper"],
+        Some("helper-password\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--parent"), "{err}");
+    let (code, _, err) = cli(
+        &db,
+        state.path(),
+        &[
+            "user",
+            "create",
+            "--role",
+            "sub_account",
+            "--parent",
+            "opsadmin",
+            "helper",
+        ],
+        Some("helper-password\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("must be a main account"), "{err}");
+    let (code, out, err) = cli(
+        &db,
+        state.path(),
+        &[
+            "user",
+            "create",
+            "--role",
+            "sub_account",
+            "--parent",
+            "shopowner",
+            "helper",
+        ],
+        Some("helper-password\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let parent: Option<String> = db
+        .client()
+        .await
+        .query_one(
+            "SELECT p.username FROM users u JOIN users p ON p.id = u.parent_user_id WHERE u.username = 'helper'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(parent.as_deref(), Some("shopowner"));
 
     let mut env = db.env();
     env.push(("EF__REDIS_PREFIX".into(), prefix(state.path())));
@@ -177,6 +228,7 @@ async fn user_commands_create_reset_list_and_disable() {
         [
             ("create".to_owned(), "opsadmin".to_owned()),
             ("create".to_owned(), "shopowner".to_owned()),
+            ("create".to_owned(), "helper".to_owned()),
             ("reset_password".to_owned(), "opsadmin".to_owned()),
             ("update".to_owned(), "opsadmin".to_owned()),
         ]

@@ -707,3 +707,113 @@ async fn levels_keys_and_settings_by_role() {
     assert_eq!(status, 204);
     w.srv.stop().await;
 }
+
+/// `GET /auth/users/{id}/quota`, what the user page shows a main account: its sub-accounts and
+/// shops (its own and its children's) against its level. Children see their main account's
+/// quota; other tenants get the 404 of a missing id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_count_against_the_main_account_and_stay_within_the_tenant() {
+    let w = world().await;
+    let s = &w.srv;
+    let (m1, s1) = (w.ids["m1"], w.ids["s1"]);
+    let c = w.db.client().await;
+    c.execute(
+        "INSERT INTO account_levels (name, max_sub_accounts, max_shops) VALUES ('tiny-q', 4, 3)",
+        &[],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "UPDATE users SET account_level_id = (SELECT id FROM account_levels WHERE name = 'tiny-q')
+          WHERE id = $1",
+        &[&m1],
+    )
+    .await
+    .unwrap();
+    common::insert_shop(&w.db, 9101, m1).await;
+    common::insert_shop(&w.db, 9102, s1).await;
+    common::insert_shop(&w.db, 9103, w.ids["m2"]).await;
+    let expected =
+        json!({"sub_accounts_count": 2, "max_sub_accounts": 4, "shops_count": 2, "max_shops": 3});
+    for (who, token, id) in [
+        ("m1 itself", &w.m1, m1),
+        ("m1's sub-account, about itself", &w.s1, s1),
+        ("m1's sub-account, about m1", &w.s1, m1),
+        ("an admin", &w.root, m1),
+        ("m1 about its sub-account", &w.m1, s1),
+    ] {
+        let (st, body) = call(
+            s,
+            Method::GET,
+            &format!("/auth/users/{id}/quota"),
+            token,
+            None,
+        )
+        .await;
+        if who == "m1's sub-account, about m1" {
+            // A sub-account sees only itself (its quota is m1's, through its own id).
+            assert_eq!(st, 404, "{who}: {body}");
+            continue;
+        }
+        assert_eq!(st, 200, "{who}: {body}");
+        assert_eq!(body, expected, "{who}");
+    }
+    // Another tenant, and a missing id: the same 404.
+    let (st, body) = call(
+        s,
+        Method::GET,
+        &format!("/auth/users/{m1}/quota"),
+        &w.m2,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, code(&body).as_str()),
+        (404, "USER_NOT_FOUND"),
+        "{body}"
+    );
+    let (st, body) = call(s, Method::GET, "/auth/users/987654/quota", &w.m2, None).await;
+    assert_eq!(
+        (st, code(&body).as_str()),
+        (404, "USER_NOT_FOUND"),
+        "{body}"
+    );
+    // An account without a level has no limits.
+    c.execute(
+        "UPDATE users SET account_level_id = NULL WHERE id = $1",
+        &[&w.ids["m2"]],
+    )
+    .await
+    .unwrap();
+    let (st, body) = call(
+        s,
+        Method::GET,
+        &format!("/auth/users/{}/quota", w.ids["m2"]),
+        &w.m2,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["max_shops"], serde_json::Value::Null, "{body}");
+    assert_eq!(body["shops_count"], 1, "{body}");
+
+    // An admin cannot make a sub-account without its main account.
+    let (st, body) = call(
+        s,
+        Method::POST,
+        "/auth/users",
+        &w.root,
+        Some(new_user("orphan", "sub_account")),
+    )
+    .await;
+    assert_eq!(
+        (st, code(&body).as_str()),
+        (400, "PARENT_REQUIRED"),
+        "{body}"
+    );
+    let mut with_parent = new_user("adopted", "sub_account");
+    with_parent["parent_user_id"] = json!(m1);
+    let (st, body) = call(s, Method::POST, "/auth/users", &w.root, Some(with_parent)).await;
+    assert_eq!(st, 200, "{body}");
+    w.srv.stop().await;
+}

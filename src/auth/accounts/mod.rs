@@ -28,8 +28,10 @@ pub const MAX_LISTED: i64 = 5000;
 pub const MAX_SHOPS_PER_USER: usize = 1000;
 
 mod own;
+mod quota;
 
 pub use own::{change_own_password, me, rename_self};
+pub use quota::{Quota, quota};
 
 fn not_found() -> DomainError {
     DomainError::not_found("USER_NOT_FOUND", "No such user")
@@ -153,6 +155,15 @@ pub async fn create(
         Some(me) if me.role == Role::MainAccount => Some(me.id),
         _ => new.parent_user_id,
     };
+    // A sub-account inherits its main account's state, level and shops: without one it would
+    // inherit from nobody (the original's CLI made such accounts, and the UI named a parent that
+    // did not exist).
+    if new.role == Role::SubAccount && parent_id.is_none() {
+        return Err(DomainError::rejected(
+            "PARENT_REQUIRED",
+            "A sub-account belongs to a main account: give parent_user_id (CLI: --parent <main account>)",
+        ));
+    }
     if let Some(pid) = parent_id {
         check_parent(tx, pid, new.role, new.expires_at).await?;
     }
