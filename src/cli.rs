@@ -33,7 +33,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTPS server (socket-activated under systemd, or binding the configured addresses)
-    Serve,
+    Serve {
+        /// With --dev, the job worker and scheduler run in the same process (as `euraflow worker`
+        /// does in production); this leaves them out
+        #[arg(long)]
+        no_worker: bool,
+    },
     /// Show or check the configuration
     Config {
         #[command(subcommand)]
@@ -111,7 +116,7 @@ pub enum ConfigAction {
 pub fn run(cli: Cli) -> ExitCode {
     let (dev, file) = (cli.dev, cli.config);
     match cli.command {
-        Command::Serve => serve(dev, file),
+        Command::Serve { no_worker } => serve(dev, file, dev && !no_worker),
         Command::Config { action } => match action {
             ConfigAction::Show => ops::config::show(dev, file),
             ConfigAction::Check => ops::config::check(dev, file),
@@ -164,7 +169,7 @@ pub fn run_worker(dev: bool, file: Option<PathBuf>, registry: crate::jobs::Regis
     })
 }
 
-fn serve(dev: bool, file: Option<PathBuf>) -> ExitCode {
+fn serve(dev: bool, file: Option<PathBuf>, with_jobs: bool) -> ExitCode {
     // SAFETY: no thread has been started yet; the runtime is built after this.
     let inherited = match unsafe { systemd::take_listen_fds() } {
         Ok(s) => s,
@@ -174,6 +179,6 @@ fn serve(dev: bool, file: Option<PathBuf>) -> ExitCode {
         }
     };
     process::run("server", "euraflow", dev, file, move |loaded| {
-        crate::serve::run(loaded, inherited, dev)
+        crate::serve::run(loaded, inherited, dev, with_jobs)
     })
 }

@@ -20,6 +20,7 @@ pub async fn run(
     loaded: Loaded,
     inherited: InheritedSockets,
     dev: bool,
+    with_jobs: bool,
 ) -> Result<(), ProcessError> {
     let config = loaded.config.clone();
     let shutdown_timeout = config.http.shutdown_timeout;
@@ -33,6 +34,22 @@ pub async fn run(
     })
     .await
     .map_err(ProcessError::Migration)?;
+    // Development only (`serve --dev`): the worker and scheduler beside the server, so that
+    // sync buttons and scheduled jobs work in the one-command setup. In production they are the
+    // `euraflow-worker` unit, which scales and restarts on its own.
+    let jobs = if with_jobs {
+        let jobs = crate::worker::Jobs::start(
+            std::sync::Arc::new(config.clone()),
+            crate::jobs::builtin_registry(),
+            &lifecycle,
+        )?;
+        tracing::info!(
+            "development: the job worker and scheduler run in this process (--no-worker leaves them out)"
+        );
+        Some(jobs)
+    } else {
+        None
+    };
     let app = Application::build(config, inherited).await?;
     if let Some(cert) = app.certificate() {
         log_certificate(&cert, "serving certificate");
@@ -82,7 +99,17 @@ pub async fn run(
     lifecycle.begin_shutdown();
     let cut = running.drain(shutdown_timeout).await;
     running.state().db().close();
-    lifecycle.stop(TASK_STOP_BOUND).await;
+    let task_bound = match &jobs {
+        Some(jobs) => {
+            jobs.stop_taking_jobs();
+            TASK_STOP_BOUND.max(jobs.shutdown_timeout() + Duration::from_secs(1))
+        }
+        None => TASK_STOP_BOUND,
+    };
+    lifecycle.stop(task_bound).await;
+    if let Some(jobs) = &jobs {
+        jobs.close();
+    }
     tracing::info!(connections_cut = cut, "stopped");
     Ok(())
 }

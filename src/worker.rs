@@ -29,6 +29,96 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 const SCHEDULER_EVERY: Duration = Duration::from_secs(1);
 
+/// The job worker, the scheduler and the heartbeat, running as tasks of a lifecycle: what
+/// `euraflow worker` runs, and what `serve --dev` runs beside the server so that the one-command
+/// development setup runs jobs too.
+pub struct Jobs {
+    worker: Arc<Worker>,
+    /// Cancelled to stop taking jobs; running ones then finish within the shutdown timeout.
+    worker_stop: CancellationToken,
+    opts: WorkerOptions,
+    db: Arc<Database>,
+}
+
+impl Jobs {
+    /// Spawn the worker, the scheduler (when enabled) and the heartbeat on `lifecycle`, with a
+    /// pool of their own.
+    pub fn start(
+        config: Arc<crate::config::Config>,
+        registry: Registry,
+        lifecycle: &Lifecycle,
+    ) -> Result<Jobs, ProcessError> {
+        let db = Database::new(&config.db)?;
+        let redis = Redis::new(&config.redis)?;
+        let env = JobEnv::new(config.clone(), db.clone(), redis);
+        let registry = Arc::new(registry);
+        let opts = WorkerOptions::from_config(&config.worker);
+        let worker = Worker::new(
+            registry.clone(),
+            env,
+            opts.clone(),
+            Worker::new_instance_id(),
+        );
+        lifecycle.spawn(
+            TaskName::DatabaseMaintenance,
+            db.clone().maintain(lifecycle.shutdown_token()),
+        );
+        // The worker drains after its own token, cancelled by `stop_taking_jobs`.
+        let worker_stop = CancellationToken::new();
+        {
+            let worker = worker.clone();
+            let stop = worker_stop.clone();
+            lifecycle.spawn(TaskName::Worker, async move { worker.run(stop).await });
+        }
+        if config.worker.scheduler_enabled {
+            let scheduler = Scheduler::new(db.clone(), registry.clone(), Arc::new(SystemClock));
+            lifecycle.spawn(
+                TaskName::Scheduler,
+                scheduler.run(SCHEDULER_EVERY, lifecycle.shutdown_token()),
+            );
+        }
+        {
+            let db = db.clone();
+            let worker = worker.clone();
+            let stop = lifecycle.shutdown_token();
+            let scheduler = config.worker.scheduler_enabled;
+            lifecycle.spawn(TaskName::Heartbeat, async move {
+                let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.cancelled() => break,
+                    }
+                    if let Err(e) = heartbeat(&db, &worker, scheduler).await {
+                        tracing::debug!(error = %e, "cannot write the worker heartbeat");
+                    }
+                }
+                // No last beat: a stopped worker's heartbeat ages, and health reports it gone.
+            });
+        }
+        Ok(Jobs {
+            worker,
+            worker_stop,
+            opts,
+            db,
+        })
+    }
+
+    /// Take no new jobs; running ones finish within `shutdown_timeout()` (the lifecycle's stop
+    /// waits for them).
+    pub fn stop_taking_jobs(&self) {
+        self.worker_stop.cancel();
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.opts.shutdown_timeout
+    }
+
+    pub fn close(&self) {
+        self.db.close();
+    }
+}
+
 /// Run the worker with `registry` until SIGTERM/SIGINT. The shipped binary passes
 /// `jobs::builtin_registry()`; a program linking the library may add its own job types.
 pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), ProcessError> {
@@ -43,56 +133,10 @@ pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), Pr
     })
     .await
     .map_err(ProcessError::Migration)?;
-    let db = Database::new(&config.db)?;
-    let redis = Redis::new(&config.redis)?;
-    let env = JobEnv::new(config.clone(), db.clone(), redis);
-    let registry = Arc::new(registry);
-    let opts = WorkerOptions::from_config(&config.worker);
-    let worker = Worker::new(
-        registry.clone(),
-        env,
-        opts.clone(),
-        Worker::new_instance_id(),
-    );
+    let jobs = Jobs::start(config.clone(), registry, &lifecycle)?;
+    let (worker, opts, db) = (jobs.worker.clone(), jobs.opts.clone(), jobs.db.clone());
     let instance = worker.instance_id().to_owned();
 
-    lifecycle.spawn(
-        TaskName::DatabaseMaintenance,
-        db.clone().maintain(lifecycle.shutdown_token()),
-    );
-    // The worker drains after the shutdown token; its own token is cancelled by it.
-    let worker_stop = CancellationToken::new();
-    {
-        let worker = worker.clone();
-        let stop = worker_stop.clone();
-        lifecycle.spawn(TaskName::Worker, async move { worker.run(stop).await });
-    }
-    if config.worker.scheduler_enabled {
-        let scheduler = Scheduler::new(db.clone(), registry.clone(), Arc::new(SystemClock));
-        lifecycle.spawn(
-            TaskName::Scheduler,
-            scheduler.run(SCHEDULER_EVERY, lifecycle.shutdown_token()),
-        );
-    }
-    {
-        let db = db.clone();
-        let worker = worker.clone();
-        let stop = lifecycle.shutdown_token();
-        let scheduler = config.worker.scheduler_enabled;
-        lifecycle.spawn(TaskName::Heartbeat, async move {
-            let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.cancelled() => break,
-                }
-                if let Err(e) = heartbeat(&db, &worker, scheduler).await {
-                    tracing::debug!(error = %e, "cannot write the worker heartbeat");
-                }
-            }
-            // No last beat: a stopped worker's heartbeat ages, and health reports it gone.
-        });
-    }
     let summary = format!(
         "worker: {} slots over 6 queues, scheduler {}",
         opts.concurrency,
@@ -145,11 +189,11 @@ pub async fn run(loaded: Loaded, registry: Registry, dev: bool) -> Result<(), Pr
         worker.running(),
         opts.shutdown_timeout.as_secs()
     ));
-    worker_stop.cancel();
+    jobs.stop_taking_jobs();
     lifecycle
         .stop(opts.shutdown_timeout + Duration::from_secs(15))
         .await;
-    db.close();
+    jobs.close();
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -245,7 +245,7 @@ async fn user_commands_create_reset_list_and_disable() {
 /// applies the migrations and creates the first admin with a password only in a private file,
 /// and that password logs in. The real binary, as a developer runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_dev_creates_the_database_and_the_first_admin() {
+async fn serve_dev_creates_the_database_and_the_first_admin_and_runs_jobs() {
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
@@ -300,6 +300,48 @@ async fn serve_dev_creates_the_database_and_the_first_admin() {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["user"]["role"], "admin");
+
+    // `serve --dev` runs the worker and the scheduler too: a triggered job runs, with no
+    // `euraflow worker` started.
+    let c = db.client().await;
+    let health_id: i32 = c
+        .query_one(
+            "SELECT id FROM sync_services WHERE celery_task_name = 'ef.core.system_health_check'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let triggered =
+        euraflow::jobs::admin::trigger_service(&c, &euraflow::jobs::builtin_registry(), health_id)
+            .await
+            .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let state: String = c
+            .query_one("SELECT state FROM jobs WHERE id = $1", &[&triggered.job_id])
+            .await
+            .unwrap()
+            .get(0);
+        if state == "succeeded" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dev server did not run the job (state {state}):\n{}",
+            p.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let beats: i64 = c
+        .query_one(
+            "SELECT count(*) FROM service_heartbeats WHERE kind = 'worker' AND pid = $1",
+            &[&(p.child.id() as i32)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(beats, 1, "the dev server's worker beats");
 
     p.signal(rustix::process::Signal::TERM);
     assert_eq!(p.wait_exit(Duration::from_secs(10)).code(), Some(0));
