@@ -140,7 +140,11 @@ fn log_certificate(cert: &crate::http::tls::LoadedCertificate, what: &str) {
         sha256 = %cert.fingerprint,
         expires = %httpdate::fmt_http_date(cert.not_after),
         days_left,
-        "{what}"
+        // In the text too: `journalctl -u euraflow` shows the message, not the fields.
+        "{what}: {}, expires {} ({days_left} days left), from {}",
+        cert.subject,
+        httpdate::fmt_http_date(cert.not_after),
+        cert.origin
     );
     if days_left < 0 {
         tracing::error!(subject = %cert.subject, "the TLS certificate has expired; browsers will refuse it");

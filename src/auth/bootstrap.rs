@@ -61,7 +61,7 @@ pub async fn ensure_admin(db: &Database, config: &Config) -> anyhow::Result<Opti
     write_password_file(&path, &password)?;
     // Nothing to tell the caches about a brand-new user.
     let _ = work.commit().await?;
-    tracing::warn!(path = %path.display(), "created the first admin user 'admin'; its password is in this file (read it, log in, change the password, delete the file)");
+    // The caller tells the operator, once (`migrate` prints it; the dev server logs it).
     Ok(Some(path))
 }
 
@@ -77,8 +77,14 @@ pub async fn ensure_admin_with(config: &Config) -> anyhow::Result<Option<PathBuf
 /// For `serve --dev` and `worker --dev` once the schema is current: the first admin, or a
 /// warning why not.
 pub async fn ensure_admin_in_dev(config: Config) {
-    if let Err(e) = ensure_admin_with(&config).await {
-        tracing::warn!(error = format!("{e:#}"), "could not create the first admin");
+    match ensure_admin_with(&config).await {
+        Ok(Some(path)) => tracing::warn!(
+            path = %path.display(),
+            "created the first admin user 'admin'; its password is in {} (read it, log in, change the password, delete the file)",
+            path.display()
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "could not create the first admin"),
     }
 }
 

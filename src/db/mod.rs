@@ -382,7 +382,7 @@ pub fn describe_connect_error(e: &tokio_postgres::Error, config: &DbConfig) -> S
             let me = crate::config::current_username();
             if me != config.user {
                 format!(
-                    "; peer authentication lets the operating-system user {me} in only as role {me}: run the command as the service user (sudo -u {} euraflow ...) or set EF__DB_USER",
+                    "; peer authentication lets the operating-system user {me} in only as role {me}: run the command as the service user (runuser -u {} -- euraflow ...) or set EF__DB_USER",
                     config.user
                 )
             } else {

@@ -55,6 +55,14 @@ async fn migrate_creates_the_first_admin_with_a_private_random_password() {
     assert_eq!(code, 0, "{out}\n{err}");
     let file = state.path().join("initial-admin-password");
     assert!(out.contains(&file.display().to_string()), "{out}");
+    // Said once (the install printed it twice: a log line and the command's own output).
+    assert_eq!(
+        format!("{out}{err}")
+            .matches("created the first admin")
+            .count(),
+        1,
+        "{out}\n{err}"
+    );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,

@@ -302,13 +302,27 @@ async fn database_items(c: &Config) -> Vec<Item> {
     let needed = (pool as f64 * (1.0 + PG_RESERVE)).ceil() as i64;
     out.push(
         match client
-            .query_one("SELECT current_setting('max_connections')::bigint", &[])
+            .query_one(
+                "SELECT setting::bigint, pending_restart FROM pg_settings WHERE name = 'max_connections'",
+                &[],
+            )
             .await
         {
             Ok(row) => {
                 let max: i64 = row.get(0);
+                // The package raises max_connections in postgresql.conf; it takes effect only
+                // when PostgreSQL restarts, so "set it" would be the wrong advice then.
+                let pending_restart: bool = row.get(1);
                 if max >= needed {
                     pass("pg_max_connections", format!("{max} ≥ pool {pool} + 20 % reserve"))
+                } else if pending_restart {
+                    fail(
+                        "pg_max_connections",
+                        format!(
+                            "{max} < pool {pool} + 20 % reserve ({needed}); a new value is set in postgresql.conf and waits for a PostgreSQL restart"
+                        ),
+                        "systemctl restart postgresql (at a quiet moment: it ends every database connection)",
+                    )
                 } else {
                     fail(
                         "pg_max_connections",
