@@ -10,10 +10,12 @@
 //!   request, never from a token's claims.
 //! - `shops`: connecting a shop (its Client-Id and encrypted Api-Key), editing, deleting, testing
 //!   the connection.
+//! - `product_sync`: the product mirror's sync jobs (full, incremental, the hourly pull).
 //! - `tasks`: the sync task protocol of the web app (`task_id`, progress) over the job queue.
 
 pub mod client;
 pub mod fake;
+pub mod product_sync;
 pub mod shops;
 pub mod tasks;
 pub mod tenancy;
