@@ -27,7 +27,7 @@ pub mod ozon;
 pub(crate) mod process;
 pub(crate) mod queues;
 pub mod redis;
-pub(crate) mod secrets;
+pub mod secrets;
 pub(crate) mod serve;
 pub(crate) mod settings;
 pub mod startup;

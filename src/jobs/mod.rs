@@ -44,6 +44,7 @@ pub use registry::{
 pub fn builtin_registry() -> Registry {
     let mut registry = Registry::new();
     core_jobs::register(&mut registry);
+    crate::ozon::product_sync::register(&mut registry);
     registry
 }
 

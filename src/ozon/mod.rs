@@ -10,13 +10,17 @@
 //!   request, never from a token's claims.
 //! - `shops`: connecting a shop (its Client-Id and encrypted Api-Key), editing, deleting, testing
 //!   the connection.
+//! - `product_sync`: the product mirror's sync jobs (full, incremental, the hourly pull).
+//! - `products`: the product page's reads (list, statistics, sync errors) and sync requests.
 //! - `tasks`: the sync task protocol of the web app (`task_id`, progress) over the job queue.
 
 pub mod client;
 pub mod fake;
+pub(crate) mod product_sync;
+pub(crate) mod products;
 pub(crate) mod shops;
-pub mod tasks;
-pub mod tenancy;
+pub(crate) mod tasks;
+pub(crate) mod tenancy;
 
 use std::sync::Arc;
 

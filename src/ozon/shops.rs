@@ -88,7 +88,6 @@ impl Shop {
 
     pub fn ownership(&self) -> Ownership {
         Ownership {
-            shop_id: self.id,
             owner_user_id: self.owner_user_id,
             owner_parent_id: self.owner_parent_id,
         }

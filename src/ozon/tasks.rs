@@ -23,14 +23,13 @@ use crate::jobs::{Enqueued, NewJob, enqueue};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncKind {
     Products,
-    Postings,
+    // Orders (postings) join with their sync; their task name is `orders`.
 }
 
 impl SyncKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SyncKind::Products => "products",
-            SyncKind::Postings => "orders",
         }
     }
 }

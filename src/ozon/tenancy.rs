@@ -52,7 +52,6 @@ pub async fn scope(
 /// What a shop row says about who may change it.
 #[derive(Debug, Clone, Copy)]
 pub struct Ownership {
-    pub shop_id: i64,
     pub owner_user_id: i64,
     /// The owner's main account, when the owner is a sub-account.
     pub owner_parent_id: Option<i64>,
@@ -80,7 +79,7 @@ pub async fn visible_shop(
 ) -> Result<Ownership, DomainError> {
     let row = c
         .maybe_row(
-            "SELECT s.id, s.owner_user_id, o.parent_user_id
+            "SELECT s.owner_user_id, o.parent_user_id
                FROM ozon_shops s JOIN users o ON o.id = s.owner_user_id
               WHERE s.id = $1",
             &[&shop_id],
@@ -88,9 +87,8 @@ pub async fn visible_shop(
         .await?
         .ok_or_else(shop_not_found)?;
     let o = Ownership {
-        shop_id: row.get(0),
-        owner_user_id: row.get(1),
-        owner_parent_id: row.get(2),
+        owner_user_id: row.get(0),
+        owner_parent_id: row.get(1),
     };
     if let Some(ids) = visible_shop_ids(c, actor).await?
         && !ids.contains(&shop_id)

@@ -31,6 +31,7 @@ mod jobs;
 mod jobs_api;
 mod migrations;
 mod ozon_client;
+mod ozon_products;
 mod ozon_shops;
 mod process;
 mod request_span;

@@ -2,6 +2,7 @@
 //! routes never trust an id: the services scope every request by the shops the caller may see
 //! (`ozon::tenancy`), so another tenant's shop is a 404.
 
+pub mod products;
 pub mod shops;
 pub mod tasks;
 
@@ -22,6 +23,15 @@ pub fn routes() -> Router<AppState> {
             "/ozon/shops/{shop_id}/test-connection",
             post(shops::test_connection),
         )
+        .route("/ozon/shops/{shop_id}/sync", post(products::sync_shop))
+        .route("/ozon/products", get(products::list))
+        .route("/ozon/products/sync", post(products::sync_products))
+        .route("/ozon/products/{id}/sync", post(products::sync_product))
+        .route(
+            "/ozon/products/{id}/sync-errors",
+            get(products::sync_errors),
+        )
+        .route("/ozon/statistics", get(products::statistics))
         .route("/ozon/sync/status/{task_id}", get(tasks::status))
         .route(
             "/ozon/scan-shipping/access",
