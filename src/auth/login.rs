@@ -197,24 +197,43 @@ pub async fn login(
     }
     let identifier = body.username.trim();
     let ip = origin.ip_text();
-    if let Some(wait) = auth.login_limiter.locked_for(&ip, identifier).await {
-        return Err(locked(wait));
-    }
+    // The attempt is counted before the password is checked, atomically (see
+    // `rate_limit::LoginLimiter`): parallel guesses cannot slip past the limit.
+    let attempt = auth
+        .login_limiter
+        .reserve(&ip, identifier)
+        .await
+        .map_err(locked)?;
 
     // The connection goes back to the pool before the (deliberately slow) password check.
-    let view = {
+    let view = async {
         let client = auth.db.get().await?;
-        users::by_login(&client, identifier).await?
+        users::by_login(&client, identifier).await
+    }
+    .await;
+    let view = match view {
+        Ok(v) => v,
+        Err(e) => {
+            auth.login_limiter.give_back(&attempt).await;
+            return Err(e.into());
+        }
     };
-    let ok = auth
+    let ok = match auth
         .passwords
         .verify(
             &body.password,
             view.as_ref().map(|v| v.user.password_hash.as_str()),
         )
-        .await?;
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            auth.login_limiter.give_back(&attempt).await;
+            return Err(e.into());
+        }
+    };
     let Some(mut view) = view.filter(|_| ok) else {
-        let lock = auth.login_limiter.failed(&ip, identifier).await;
+        let lock = auth.login_limiter.failed(&attempt).await;
         let client = auth.db.get().await?;
         audit::write(
             &client,
@@ -230,10 +249,11 @@ pub async fn login(
             None => invalid_credentials(),
         });
     };
+    // The password was right: whatever the account's state, this address knows it.
+    auth.login_limiter.succeeded(&attempt).await;
     if let Some(b) = view.account_state().login_blocked(Utc::now()) {
         return Err(blocked_error(b));
     }
-    auth.login_limiter.succeeded(&ip, identifier).await;
 
     // A bcrypt hash from the original is replaced by argon2id now that we know the password.
     let upgraded = if needs_upgrade(&view.user.password_hash, auth.passwords.scheme()) {

@@ -8,6 +8,7 @@
 //! keeps working. argon2id has no such limit.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
@@ -106,6 +107,8 @@ pub struct Passwords {
     slots: Arc<Semaphore>,
     dummy: Arc<String>,
     failure_floor: Arc<OnceCell<Duration>>,
+    /// Password verifications started (real or dummy): what a lockout must keep bounded.
+    verifications: Arc<AtomicU64>,
 }
 
 impl Passwords {
@@ -120,6 +123,7 @@ impl Passwords {
             slots: Arc::new(Semaphore::new(parallel)),
             dummy: Arc::new(dummy),
             failure_floor: Arc::new(OnceCell::new()),
+            verifications: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -140,6 +144,11 @@ impl Passwords {
                 floor
             })
             .await
+    }
+
+    /// How many password verifications this process has started.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     pub fn scheme(&self) -> PasswordHash {
@@ -168,6 +177,7 @@ impl Passwords {
             Some(h) => (h.to_owned(), true),
             None => (self.dummy.as_str().to_owned(), false),
         };
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         // The floor is measured once, beside the first verification (not at start-up: most
         // processes that build this never check a password).

@@ -830,11 +830,12 @@ fn redis_for_test(extra: &[(&str, &str)]) -> std::sync::Arc<euraflow::redis::Red
     euraflow::redis::Redis::new(&common::dev_config(env).redis).unwrap()
 }
 
-/// Five failures lock out the identifier and the IP, each on its own (an attacker changing
-/// address still meets the identifier's lock; one address guessing many names meets the IP's),
-/// and each repeat doubles the lockout. The same rules hold in memory while Redis is down.
+/// The lockout policy (see `auth::rate_limit`): five failures lock the (identifier, address) pair,
+/// twenty the address; the identifier alone is limited softly — twenty attempts a minute from
+/// all addresses, after which only addresses the account logged in from get through; each
+/// repeated lock doubles. The same rules hold in memory while Redis is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_lockouts_grow_and_apply_per_identifier_and_per_ip() {
+async fn login_lockouts_lock_the_pair_and_the_address_and_limit_the_identifier_softly() {
     use euraflow::auth::rate_limit::LoginLimiter;
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64().round() as u64);
 
@@ -849,67 +850,112 @@ async fn login_lockouts_grow_and_apply_per_identifier_and_per_ip() {
         ),
     ] {
         let limiter = LoginLimiter::new(redis.clone());
+        let fail = |ip: &'static str, id: &'static str| {
+            let limiter = limiter.clone();
+            async move {
+                let a = limiter.reserve(ip, id).await.expect("reserved");
+                limiter.failed(&a).await
+            }
+        };
+        let free = |ip: &'static str, id: &'static str| {
+            let limiter = limiter.clone();
+            async move {
+                match limiter.reserve(ip, id).await {
+                    Ok(a) => {
+                        limiter.give_back(&a).await;
+                        None
+                    }
+                    Err(wait) => Some(wait),
+                }
+            }
+        };
+        // The user logs in once from home: that address is known for the account.
+        let a = limiter.reserve("198.51.100.50", "grace").await.unwrap();
+        limiter.succeeded(&a).await;
+
         for _ in 0..4 {
-            assert_eq!(
-                limiter.failed("198.51.100.1", "grace").await,
-                None,
-                "{what}"
-            );
+            assert_eq!(fail("198.51.100.1", "grace").await, None, "{what}");
         }
         assert_eq!(
-            secs(limiter.failed("198.51.100.1", "grace").await),
-            Some(60),
-            "{what}"
-        );
-        // The identifier is locked from any address; the address for any identifier.
-        assert_eq!(
-            secs(limiter.locked_for("192.0.2.99", "Grace").await),
+            secs(fail("198.51.100.1", "grace").await),
             Some(60),
             "{what}"
         );
         assert_eq!(
-            secs(limiter.locked_for("198.51.100.1", "henry").await),
+            secs(free("198.51.100.1", "Grace").await),
             Some(60),
             "{what}"
         );
         assert_eq!(
-            limiter.locked_for("192.0.2.99", "henry").await,
+            free("192.0.2.99", "grace").await,
             None,
-            "{what}"
+            "{what}: another address"
+        );
+        assert_eq!(
+            free("198.51.100.1", "henry").await,
+            None,
+            "{what}: another account"
+        );
+
+        // Twenty failures from one address over many names lock the address.
+        const NAMES: [&str; 20] = [
+            "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9", "u10", "u11", "u12", "u13",
+            "u14", "u15", "u16", "u17", "u18", "u19",
+        ];
+        for (i, name) in NAMES.iter().enumerate() {
+            let lock = fail("198.51.100.2", name).await;
+            assert_eq!(lock.is_some(), i == 19, "{what}: failure {i}");
+        }
+        assert!(free("198.51.100.2", "someone").await.is_some(), "{what}");
+
+        // Twenty attempts at one name from many addresses: the soft limit stops unknown
+        // addresses for the rest of the minute, never the account's own.
+        const IPS: [&str; 15] = [
+            "203.0.113.1",
+            "203.0.113.2",
+            "203.0.113.3",
+            "203.0.113.4",
+            "203.0.113.5",
+            "203.0.113.6",
+            "203.0.113.7",
+            "203.0.113.8",
+            "203.0.113.9",
+            "203.0.113.10",
+            "203.0.113.11",
+            "203.0.113.12",
+            "203.0.113.13",
+            "203.0.113.14",
+            "203.0.113.15",
+        ];
+        for ip in IPS {
+            assert_eq!(fail(ip, "grace").await, None, "{what}");
+        }
+        let wait = free("192.0.2.100", "grace").await;
+        assert!(
+            wait.is_some_and(|w| w <= Duration::from_secs(60)),
+            "{what}: {wait:?}"
+        );
+        assert_eq!(
+            free("198.51.100.50", "grace").await,
+            None,
+            "{what}: the user's address"
         );
 
         if what == "Redis" {
-            // The lock ends (expired here by hand); the next five failures lock for twice as long.
-            let locks: Vec<String> = ["ip:198.51.100.1", "id:grace"]
-                .iter()
-                .map(|s| redis.key(&format!("login_lock:{s}")))
-                .collect();
-            let _: () = redis.query(redis::cmd("DEL").arg(&locks)).await.unwrap();
-            assert_eq!(limiter.locked_for("198.51.100.1", "grace").await, None);
+            // The pair's lock ends (expired here by hand); five more failures lock for twice as
+            // long.
+            let _: () = redis
+                .query(redis::cmd("DEL").arg(redis.key("login_lock:pair:grace|198.51.100.1")))
+                .await
+                .unwrap();
+            let _: () = redis
+                .query(redis::cmd("DEL").arg(redis.key("login_att:id:grace")))
+                .await
+                .unwrap();
             for _ in 0..4 {
-                assert_eq!(limiter.failed("198.51.100.1", "grace").await, None);
+                assert_eq!(fail("198.51.100.1", "grace").await, None);
             }
-            assert_eq!(
-                secs(limiter.failed("198.51.100.1", "grace").await),
-                Some(120)
-            );
-            let keys: Vec<String> = ["fail", "lock", "lockouts"]
-                .iter()
-                .flat_map(|k| {
-                    ["ip:198.51.100.1", "id:grace"].map(|s| redis.key(&format!("login_{k}:{s}")))
-                })
-                .collect();
-            let _: () = redis.query(redis::cmd("DEL").arg(&keys)).await.unwrap();
-        } else {
-            // Repeated lockouts in memory grow the same way.
-            for _ in 0..4 {
-                limiter.failed("198.51.100.1", "grace").await;
-            }
-            assert_eq!(
-                secs(limiter.failed("198.51.100.1", "grace").await),
-                Some(120),
-                "{what}"
-            );
+            assert_eq!(secs(fail("198.51.100.1", "grace").await), Some(120));
         }
     }
 }

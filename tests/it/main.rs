@@ -25,6 +25,7 @@ mod hardening_config;
 mod hardening_csp;
 mod hardening_http;
 mod hardening_input;
+mod hardening_login;
 mod http_server;
 mod identity;
 mod jobs;
