@@ -397,9 +397,15 @@ pub async fn list(c: &impl Sql, actor: &Actor, q: &ListQuery) -> Result<Value, D
     let op = f.param(offset);
     let rows = c
         .query(
+            // The page's ids first (from the sort's index), then the rows' JSON for those
+            // alone: built in one query, the JSON of every row of the shop would be made
+            // before the sort.
             &format!(
-                "SELECT {ROW_JSON} FROM ozon_products p WHERE {where_sql}
-                  ORDER BY {sort_col} {dir}, p.id {dir} LIMIT {lp} OFFSET {op}"
+                "SELECT {ROW_JSON} FROM (
+                    SELECT p.id FROM ozon_products p WHERE {where_sql}
+                     ORDER BY {sort_col} {dir}, p.id {dir} LIMIT {lp} OFFSET {op}) page
+                   JOIN ozon_products p ON p.id = page.id
+                  ORDER BY {sort_col} {dir}, p.id {dir}"
             ),
             &f.refs(),
         )

@@ -835,3 +835,103 @@ async fn every_products_route_refuses_another_tenants_shop_and_products() {
     assert_eq!(none, json!({"ok": false, "error": "请先选择店铺"}));
     wk.stop().await;
 }
+
+/// The figure of the issue: a page of `GET /ozon/products` for a shop with 100 000 products
+/// (plus a neighbour with 20 000), with the plans PostgreSQL chooses. Run by hand:
+/// `cargo nextest run -E 'test(/products_page_for_100k/)' --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand"]
+async fn products_page_for_100k_products_answers_in_under_50ms() {
+    let w = world(1).await;
+    let c = w.db.client().await;
+    for (shop, n) in [(w.shop0, 100_000i64), (w.shop1, 20_000)] {
+        c.execute(
+            "INSERT INTO ozon_products (shop_id, offer_id, ozon_product_id, ozon_sku, title, barcode,
+                    status, visibility, price, old_price, currency_code, stock, reserved, available,
+                    images, warehouse_stocks, sync_status, last_sync_at, last_seen_at,
+                    ozon_created_at, sales_count, updated_at)
+             SELECT $1::bigint, 'OF' || $1::bigint::text || '-' || g, 800000000 + g, 1500000000 + g,
+                    'Товар ' || md5(g::text), 'OZN' || (1500000000 + g),
+                    (ARRAY['on_sale','on_sale','on_sale','ready_to_sell','error','inactive','archived'])[1 + g % 7],
+                    g % 7 < 3, round((random() * 5000)::numeric, 2), round((random() * 6000)::numeric, 2),
+                    'CNY', (random() * 200)::int, 0, (random() * 200)::int,
+                    jsonb_build_object('primary', 'https://x.invalid/' || g || '.jpg', 'additional', '[]'::jsonb, 'count', 1),
+                    '[]'::jsonb, 'success', now(), now(),
+                    now() - make_interval(secs => (random() * 3e7)::int), (random() * 50)::int,
+                    now() - make_interval(secs => (random() * 3e6)::int)
+               FROM generate_series(1, $2::bigint) g",
+            &[&shop, &n],
+        )
+        .await
+        .unwrap();
+    }
+    c.batch_execute("VACUUM ANALYZE ozon_products")
+        .await
+        .unwrap();
+    let s = w.shop0;
+    let variants = [
+        format!("/ozon/products?page=1&page_size=20&shop_id={s}&include_stats=true"),
+        format!("/ozon/products?page=1&page_size=20&shop_id={s}"),
+        format!("/ozon/products?page=50&page_size=100&shop_id={s}"),
+        format!("/ozon/products?page=1&page_size=20&shop_id={s}&status=on_sale"),
+        format!("/ozon/products?page=1&page_size=20&shop_id={s}&sort_by=price&sort_order=asc"),
+        format!("/ozon/products?page=1&page_size=20&shop_id={s}&sort_by=stock&sort_order=desc"),
+        format!(
+            "/ozon/products?page=1&page_size=20&shop_id={s}&sort_by=created_at&sort_order=desc"
+        ),
+        format!(
+            "/ozon/products?page=1&page_size=20&shop_id={s}&sort_by=sales_count&sort_order=desc"
+        ),
+        format!("/ozon/products?page=1&page_size=20&shop_id={s}&sort_by=title&sort_order=asc"),
+        format!("/ozon/products?page=1&page_size=20&shop_id={s}&search=OF{s}-4242"),
+        format!("/ozon/statistics?shop_id={s}"),
+    ];
+    let mut worst = Duration::ZERO;
+    for path in &variants {
+        let mut times = Vec::new();
+        for _ in 0..15 {
+            let started = Instant::now();
+            let (status, body) = get(&w, &w.m1, path).await;
+            times.push(started.elapsed());
+            assert_eq!(status, 200, "{body}");
+        }
+        times.sort();
+        let median = times[times.len() / 2];
+        println!("{median:>10.2?} median of 15 (HTTPS round trip)  {path}");
+        if !path.contains("search=") {
+            worst = worst.max(median);
+        }
+    }
+    let sort = |col: &str, dir: &str| {
+        format!(
+            "SELECT to_jsonb(p) FROM (SELECT p.id FROM ozon_products p WHERE p.shop_id = {s}
+               ORDER BY {col} {dir}, p.id {dir} LIMIT 20 OFFSET 0) page
+              JOIN ozon_products p ON p.id = page.id ORDER BY {col} {dir}, p.id {dir}"
+        )
+    };
+    let plans = [
+        format!("SELECT count(*) FROM ozon_products p WHERE p.shop_id = {s}"),
+        sort("p.updated_at", "DESC"),
+        sort("p.price", "ASC"),
+        sort("p.stock", "DESC"),
+        sort("p.sales_count", "DESC"),
+        sort("p.title", "ASC"),
+        format!(
+            "SELECT p.status, count(*), count(*) FILTER (WHERE p.stock = 0),
+                    count(*) FILTER (WHERE p.sync_status = 'failed'),
+                    count(*) FILTER (WHERE p.sync_status = 'success')
+               FROM ozon_products p WHERE p.shop_id = {s} GROUP BY p.status"
+        ),
+    ];
+    for q in plans {
+        println!("\n{q}");
+        for r in c
+            .query(&format!("EXPLAIN (ANALYZE, BUFFERS) {q}"), &[])
+            .await
+            .unwrap()
+        {
+            println!("  {}", r.get::<_, String>(0));
+        }
+    }
+    assert!(worst < Duration::from_millis(50), "worst page {worst:?}");
+}
