@@ -54,6 +54,14 @@ fn locked(wait: Duration) -> DomainError {
     }
 }
 
+fn busy() -> DomainError {
+    DomainError::Unavailable {
+        code: "LOGIN_BUSY",
+        message: "Too many logins are being checked right now; try again in a few seconds".into(),
+        retry_after_s: 2,
+    }
+}
+
 /// What the login form sends.
 #[derive(Debug, serde::Deserialize)]
 pub struct Credentials {
@@ -205,7 +213,14 @@ pub async fn login(
         .await
         .map_err(locked)?;
 
-    // The connection goes back to the pool before the (deliberately slow) password check.
+    // A place in the password-check queue before anything else costs: when it is full, the
+    // login is refused at once, holding no database connection and no request for seconds.
+    let Some(ticket) = auth.passwords.admit() else {
+        auth.login_limiter.give_back(&attempt).await;
+        return Err(busy());
+    };
+    // The connection goes back to the pool before the (deliberately slow) password check and
+    // the failure floor.
     let view = async {
         let client = auth.db.get().await?;
         users::by_login(&client, identifier).await
@@ -220,7 +235,8 @@ pub async fn login(
     };
     let ok = match auth
         .passwords
-        .verify(
+        .verify_admitted(
+            ticket,
             &body.password,
             view.as_ref().map(|v| v.user.password_hash.as_str()),
         )

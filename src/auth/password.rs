@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::PasswordHash;
@@ -94,8 +94,18 @@ const CALIBRATION_HASH: &str = "$2b$12$wogTz4VFiwKv4AlnYzBwzehangBN0j7GguuEJdYNw
 /// Margin over the calibrated bcrypt time, for its jitter.
 const FLOOR_MARGIN: f64 = 1.25;
 
+/// How many logins may wait for (or run) a password check per hashing slot; more are refused at
+/// once ([`Passwords::admit`]) instead of queueing for seconds with their requests open.
+const QUEUE_PER_SLOT: usize = 16;
+
+/// A login's place in the password-check queue (see [`Passwords::admit`]).
+pub struct Ticket {
+    _place: OwnedSemaphorePermit,
+}
+
 /// Hashing off the async threads, at most a few at a time (a login storm must not take every
-/// blocking thread), with a dummy hash to spend the same time on unknown users.
+/// blocking thread — nor every core: one core stays for serving everything else), with a dummy
+/// hash to spend the same time on unknown users.
 ///
 /// A dummy hash alone is not enough: an imported database holds bcrypt hashes (cost 12, ~10x
 /// slower than our argon2id) until each user logs in again, so "unknown user" (argon2id dummy)
@@ -105,6 +115,8 @@ const FLOOR_MARGIN: f64 = 1.25;
 pub struct Passwords {
     scheme: PasswordHash,
     slots: Arc<Semaphore>,
+    /// Places in the queue of logins waiting for a slot (or in one).
+    queue: Arc<Semaphore>,
     dummy: Arc<String>,
     failure_floor: Arc<OnceCell<Duration>>,
     /// Password verifications started (real or dummy): what a lockout must keep bounded.
@@ -113,14 +125,16 @@ pub struct Passwords {
 
 impl Passwords {
     pub fn new(scheme: PasswordHash) -> anyhow::Result<Self> {
+        // Half the cores (at least one): a flood of logins must leave CPU for other requests.
         let parallel = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
-            .max(2);
+            .div_ceil(2);
         let dummy = hash_blocking("a password nobody has: timing equaliser", scheme)?;
         Ok(Passwords {
             scheme,
             slots: Arc::new(Semaphore::new(parallel)),
+            queue: Arc::new(Semaphore::new(parallel * QUEUE_PER_SLOT)),
             dummy: Arc::new(dummy),
             failure_floor: Arc::new(OnceCell::new()),
             verifications: Arc::new(AtomicU64::new(0)),
@@ -169,9 +183,40 @@ impl Passwords {
             .map_err(|e| anyhow::anyhow!("password hashing task failed: {e}"))
     }
 
+    /// A place in the password-check queue, or `None` when it is full (the caller answers "busy"
+    /// at once). A login takes its place before it reads the user, so a flood of logins holds
+    /// neither database connections nor requests open beyond the queue.
+    pub fn admit(&self) -> Option<Ticket> {
+        self.queue
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|place| Ticket { _place: place })
+    }
+
+    /// [`verify`](Self::verify) for an admitted login: the queue place is given up as soon as the
+    /// hash is computed, before the failure floor's sleep.
+    pub async fn verify_admitted(
+        &self,
+        ticket: Ticket,
+        password: &str,
+        hash: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        self.verify_inner(Some(ticket), password, hash).await
+    }
+
     /// Verify against `hash`, or against the dummy hash when the user does not exist (same cost,
     /// always false).
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> anyhow::Result<bool> {
+        self.verify_inner(None, password, hash).await
+    }
+
+    async fn verify_inner(
+        &self,
+        ticket: Option<Ticket>,
+        password: &str,
+        hash: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let password = password.to_owned();
         let (hash, real) = match hash {
             Some(h) => (h.to_owned(), true),
@@ -185,6 +230,7 @@ impl Passwords {
             self.run(move || verify_blocking(&password, &hash)),
             self.failure_floor()
         );
+        drop(ticket);
         let ok = ok? && real;
         if !ok {
             tokio::time::sleep_until(started + floor).await;
