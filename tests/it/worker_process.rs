@@ -227,7 +227,7 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
             .await
             .unwrap()
             .get(0);
-        if beats == 1 && services == 3 {
+        if beats == 1 && services == 4 {
             break;
         }
         assert!(
@@ -306,7 +306,11 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
             .iter()
             .any(|x| x["pid"] == w.child.id())
     );
-    assert_eq!(jobs["next_runs"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        jobs["next_runs"].as_array().unwrap().len(),
+        4,
+        "the seeded schedules, the hourly product pull included"
+    );
     let text = Command::new(BIN)
         .args(["status"])
         .env_clear()
