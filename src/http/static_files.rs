@@ -577,7 +577,8 @@ mod tests {
         assert!(has_content_hash("index-BXk3a9Fz.js"));
         assert!(has_content_hash("vendor-react-Dm2kLq9x.js"));
         assert!(has_content_hash("main.3f2a1b4c9.css"));
-        // Hashes with `-` and `_`, from a real build of the operators' web app.
+        // Hashes with `-` and `_` (index-Du-UEXJq.css is a name of the real web build; the
+        // others are shaped like its names).
         assert!(has_content_hash("index-Du-UEXJq.css"));
         assert!(has_content_hash("vendor-antd-C_1q-zWx.js"));
         assert!(has_content_hash("OrderList-B-kz_3Qm.js"));

@@ -33,31 +33,30 @@ pub async fn quota(c: &impl Sql, actor: &Actor, id: i64) -> Result<Quota, Domain
     // it or by its children).
     let row = c
         .maybe_row(
-            "WITH t AS (SELECT id, parent_user_id, COALESCE(parent_user_id, id) AS main
+            "WITH t AS (SELECT parent_user_id, COALESCE(parent_user_id, id) AS main
                           FROM users WHERE id = $1)
-             SELECT t.id, t.parent_user_id,
+             SELECT t.parent_user_id,
                     (SELECT count(*) FROM users WHERE parent_user_id = t.main),
-                    (SELECT max_sub_accounts FROM account_levels l
-                       JOIN users m ON m.account_level_id = l.id WHERE m.id = t.main),
+                    l.max_sub_accounts,
                     (SELECT count(*) FROM ozon_shops s
                       WHERE s.owner_user_id = t.main
                          OR s.owner_user_id IN (SELECT id FROM users WHERE parent_user_id = t.main)),
-                    (SELECT max_shops FROM account_levels l
-                       JOIN users m ON m.account_level_id = l.id WHERE m.id = t.main)
-               FROM t",
+                    l.max_shops
+               FROM t JOIN users m ON m.id = t.main
+                      LEFT JOIN account_levels l ON l.id = m.account_level_id",
             &[&id],
         )
         .await?
         .ok_or_else(not_found)?;
-    let parent: Option<i64> = row.get(1);
+    let parent: Option<i64> = row.get(0);
     let visible = me.role == Role::Admin || me.id == id || parent == Some(me.id);
     if !visible {
         return Err(not_found());
     }
     Ok(Quota {
-        sub_accounts_count: row.get(2),
-        max_sub_accounts: row.get(3),
-        shops_count: row.get(4),
-        max_shops: row.get(5),
+        sub_accounts_count: row.get(1),
+        max_sub_accounts: row.get(2),
+        shops_count: row.get(3),
+        max_shops: row.get(4),
     })
 }
