@@ -107,7 +107,7 @@ pub enum ConfigAction {
     Check,
     /// The documented configuration file with every key and its default
     Template {
-        /// As Markdown tables (the README's reference)
+        /// As Markdown tables (the operator guides' reference)
         #[arg(long)]
         markdown: bool,
     },

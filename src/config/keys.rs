@@ -1,6 +1,6 @@
 //! Every configuration key the appliance knows, in one table: its default (the production
 //! guide's values), whether it is a secret, and what it does. `config show`, the packaged
-//! `/etc/euraflow/euraflow.env`, the README reference and the validation all read this table, so
+//! `/etc/euraflow/euraflow.env`, the operator guides' reference and the validation all read this table, so
 //! a key is added in one place.
 
 pub const HSTS_DEFAULT: &str = "max-age=31536000; includeSubDomains";

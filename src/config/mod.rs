@@ -14,7 +14,7 @@
 //! - `validate`: the rules between values and those that differ in production.
 //! - `sections`: the typed `Config` and its sections, what the rest of the program reads.
 //! - `loaded`: what loading returns: sources, diagnostics, errors.
-//! - `render`: `config show`, the env-file template and the README reference.
+//! - `render`: `config show`, the env-file template and the operator guides' reference.
 //! - `secret`: the redacting `Secret` type and owner-only secret files.
 //!
 //! This module is infrastructure: it imports nothing from `api`, `http` or `jobs` (the job queue

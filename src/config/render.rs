@@ -1,5 +1,5 @@
 //! How the configuration is shown to people: `config show` (effective values with their
-//! sources, secrets redacted), the packaged env-file template, and the README's Markdown
+//! sources, secrets redacted), the packaged env-file template, and the operator guides' Markdown
 //! reference. All three are generated from the key table in `keys`, so the documentation cannot
 //! drift from what the loader accepts.
 
@@ -71,7 +71,7 @@ pub fn render_show(loaded: &Loaded) -> String {
 }
 
 /// The documented env file: every key with its default, commented out. Packaged as
-/// `/etc/euraflow/euraflow.env` and the source of the README's configuration reference.
+/// `/etc/euraflow/euraflow.env` and the source of the operator guides' configuration reference.
 pub fn render_template() -> String {
     let mut out = String::from(
         "# /etc/euraflow/euraflow.env — configuration of the euraflow appliance.\n\
@@ -110,8 +110,9 @@ pub fn render_template() -> String {
     out
 }
 
-/// The configuration reference as Markdown tables, one per section (embedded in the README
-/// between `<!-- config-reference -->` markers; a test keeps the two identical).
+/// The configuration reference as Markdown tables, one per section (embedded in
+/// docs/operations.md and docs/zh-CN/运维手册.md between `<!-- config-reference -->` markers;
+/// a test keeps them identical).
 pub fn render_markdown_reference() -> String {
     let mut out = String::new();
     let mut section = "";
