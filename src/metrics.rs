@@ -130,6 +130,59 @@ impl Metrics {
         &self.registry
     }
 
+    /// What the shipped alert rules watch beyond the counters: the health verdict and each of
+    /// its checks (one-hot, so a rule compares to 1 rather than to a status code), when the
+    /// served certificate expires, and when the newest finished backup was written (0 when
+    /// there is none, so "older than 26 h" fires for a machine that never backed up).
+    pub fn render_appliance(
+        report: &crate::health::Report,
+        tls_not_after: Option<u64>,
+        newest_backup: Option<std::time::SystemTime>,
+    ) -> String {
+        use crate::health::{CheckStatus, Overall};
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP ef_health_status The health verdict (1 for the current one)\n# TYPE ef_health_status gauge"
+        );
+        for (name, status) in [
+            ("healthy", Overall::Healthy),
+            ("degraded", Overall::Degraded),
+            ("unhealthy", Overall::Unhealthy),
+        ] {
+            let v = i32::from(report.status == status);
+            let _ = writeln!(out, "ef_health_status{{status=\"{name}\"}} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ef_health_check_ok 1 when the health check's dependency is ok, else 0\n# TYPE ef_health_check_ok gauge"
+        );
+        for (name, check) in [
+            ("database", &report.database),
+            ("redis", &report.redis),
+            ("migrations", &report.migrations),
+            ("worker", &report.worker),
+        ] {
+            let v = i32::from(check.status == CheckStatus::Ok);
+            let _ = writeln!(out, "ef_health_check_ok{{check=\"{name}\"}} {v}");
+        }
+        if let Some(secs) = tls_not_after {
+            let _ = writeln!(
+                out,
+                "# HELP ef_tls_certificate_expiry_timestamp_seconds When the served certificate expires\n# TYPE ef_tls_certificate_expiry_timestamp_seconds gauge\nef_tls_certificate_expiry_timestamp_seconds {secs}"
+            );
+        }
+        let backup = newest_backup
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let _ = writeln!(
+            out,
+            "# HELP ef_backup_newest_timestamp_seconds When the newest finished backup in EF__BACKUP_DIR was written (0: none)\n# TYPE ef_backup_newest_timestamp_seconds gauge\nef_backup_newest_timestamp_seconds {backup}"
+        );
+        out
+    }
+
     /// The text exposition, with gauges read at scrape time.
     pub fn render(&self, db: &Database, redis: &Redis) -> String {
         let pool = db.status();

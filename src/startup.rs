@@ -64,6 +64,9 @@ impl Application {
         let db = Database::new(&config.db)?;
         let redis = Redis::new(&config.redis)?;
         let state = AppState::new(config.clone(), db, redis)?;
+        if let Some(store) = &certificates {
+            state.stats().set_tls_not_after(store.current().not_after);
+        }
         let router = router::build(state.clone());
         let server = HttpServer::new(router, state.clone(), &config.http);
         Ok(Application {
@@ -152,7 +155,11 @@ impl Running {
     /// Re-read the TLS certificate. `Ok(None)` when HTTPS is off.
     pub fn reload_tls(&self) -> anyhow::Result<Option<Arc<LoadedCertificate>>> {
         match &self.certificates {
-            Some(store) => store.reload().map(Some),
+            Some(store) => {
+                let cert = store.reload()?;
+                self.state.stats().set_tls_not_after(cert.not_after);
+                Ok(Some(cert))
+            }
             None => Ok(None),
         }
     }

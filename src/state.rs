@@ -120,6 +120,8 @@ pub struct ServerStats {
     requests: AtomicU64,
     tls_handshake_failures: AtomicU64,
     send_timeouts: AtomicU64,
+    /// When the certificate being served expires, in Unix seconds; 0 without HTTPS.
+    tls_not_after: AtomicU64,
 }
 
 impl ServerStats {
@@ -150,6 +152,20 @@ impl ServerStats {
 
     pub fn send_timeouts(&self) -> u64 {
         self.send_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// The certificate now served (at start and after each accepted reload), for the expiry
+    /// metric an alert watches.
+    pub fn set_tls_not_after(&self, not_after: std::time::SystemTime) {
+        let secs = not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.tls_not_after.store(secs, Ordering::Relaxed);
+    }
+
+    pub fn tls_not_after(&self) -> Option<u64> {
+        Some(self.tls_not_after.load(Ordering::Relaxed)).filter(|&s| s > 0)
     }
 
     /// Counts a connection as open until the guard is dropped.

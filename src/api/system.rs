@@ -31,6 +31,20 @@ pub async fn metrics(State(state): State<AppState>, _: Operator) -> Result<Respo
         ));
     }
     let mut body = state.metrics().render(state.db(), state.redis());
+    // The health report is shared and cached for a second, so scrapes add no probe load.
+    let report = state.health().report().await;
+    let dir = state.config().worker.backup_dir.clone();
+    let newest_backup = tokio::task::spawn_blocking(move || {
+        crate::ops::backup::newest_backup_age(&dir).map(|age| std::time::SystemTime::now() - age)
+    })
+    .await
+    .ok()
+    .flatten();
+    body.push_str(&crate::metrics::Metrics::render_appliance(
+        &report,
+        state.stats().tls_not_after(),
+        newest_backup,
+    ));
     // The job metrics come from PostgreSQL (every worker's jobs); bounded so a slow database
     // cannot hang the scrape, and left out (the rest still served) when it cannot answer.
     let jobs = async {

@@ -14,6 +14,7 @@
 mod common;
 
 mod admin_cli;
+mod alerts;
 mod browser;
 mod captcha;
 mod check;
