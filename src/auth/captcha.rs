@@ -301,20 +301,21 @@ pub async fn verify(redis: &Redis, b: &Answer) -> Result<Value, DomainError> {
     Ok(json!({"success": false, "message": message}))
 }
 
-/// For login when `EF__LOGIN_CAPTCHA=true`: consume a token. `None` when Redis cannot be asked
-/// (login then proceeds: the failure limits still protect it).
-pub async fn consume_token(redis: &Redis, token: &str) -> Option<bool> {
+/// For login when `EF__LOGIN_CAPTCHA=true`: consume a token, `true` when it was valid. Fails
+/// closed: when Redis cannot be asked the answer is 503 `CAPTCHA_UNAVAILABLE`, never "accepted"
+/// (the original let any made-up token through while Redis was down).
+pub async fn consume_token(redis: &Redis, token: &str) -> Result<bool, DomainError> {
     if token.is_empty() || token.len() > 128 {
-        return Some(false);
+        return Ok(false);
     }
     match redis
         .query::<i64>(redis::cmd("DEL").arg(redis.key(&format!("captcha_token:{token}"))))
         .await
     {
-        Ok(n) => Some(n > 0),
+        Ok(n) => Ok(n > 0),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot check the captcha token; allowing the login attempt");
-            None
+            tracing::warn!(error = %e, "cannot check the captcha token; refusing the login attempt");
+            Err(unavailable())
         }
     }
 }

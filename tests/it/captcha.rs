@@ -135,3 +135,68 @@ async fn three_wrong_attempts_use_up_a_captcha() {
     );
     srv.stop().await;
 }
+
+/// With the captcha required and Redis refusing connections, the captcha fails closed: issuing
+/// and checking answer 503 `CAPTCHA_UNAVAILABLE` in the API's error shape, and a login with a
+/// made-up token (and the right password) is refused the same way — before, any token was
+/// accepted while Redis was down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_captcha_fails_closed() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "hank", "main_account", None, &hash("hank-password")).await;
+    let mut env = db.env();
+    env.extend(
+        [
+            ("EF__LOGIN_CAPTCHA", "true"),
+            // Nothing listens on port 1: every connection is refused at once.
+            ("EF__REDIS_PORT", "1"),
+            ("EF__REDIS_TIMEOUT", "300ms"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let srv = TestServer::start(&as_refs(&env)).await;
+    let client = srv.client();
+    let unavailable = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let retry = r.headers().contains_key("retry-after");
+        let body: serde_json::Value = r.json().await.unwrap();
+        (status, retry, code(&body))
+    };
+
+    let r = client
+        .get(srv.https_url("/api/ef/v1/auth/captcha"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unavailable(r).await,
+        (503, true, "CAPTCHA_UNAVAILABLE".into())
+    );
+    let r = client
+        .post(srv.https_url("/api/ef/v1/auth/captcha/verify"))
+        .json(
+            &json!({"captcha_id": "0123456789abcdef", "x": 120, "duration": 900,
+                      "trail": [[0, 0], [60, 2], [120, 3]]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unavailable(r).await,
+        (503, true, "CAPTCHA_UNAVAILABLE".into())
+    );
+    for token in ["made-up", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        let r = client
+            .post(srv.https_url("/api/ef/v1/auth/login"))
+            .json(&json!({"username": "hank", "password": "hank-password", "captcha_token": token}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            unavailable(r).await,
+            (503, true, "CAPTCHA_UNAVAILABLE".into()),
+            "a made-up captcha token must not log in while Redis is down"
+        );
+    }
+    srv.stop().await;
+}
