@@ -27,16 +27,20 @@ use crate::redis::Redis;
 
 pub const WIDTH: u32 = 280;
 pub const HEIGHT: u32 = 160;
-/// The square body of the piece, plus room for the knobs on top and right.
-pub const PIECE: u32 = 50;
+/// The square body of the piece.
+pub const BODY: u32 = 50;
+/// The radius of the knobs (right and bottom) and dents (left and top).
 pub const KNOB: u32 = 8;
+/// The piece image: the body with room for a knob on every side, 66×66 — the size the web app
+/// draws it at (`puzzleSize={{width: 66, height: 66}}`) and the original produced.
+pub const PIECE: u32 = BODY + 2 * KNOB;
 /// How far the reported `x` may be from the piece's: ±4 px (the original allowed ±10).
 pub const TOLERANCE_PX: i64 = 4;
 /// The piece image's left edge is drawn uniformly from `X_MIN..=X_MAX`: as wide a range as the
 /// background allows (the piece's right edge at the background's), starting a little right of
 /// the piece's start position so it always has to be slid.
 pub const X_MIN: u32 = 24;
-pub const X_MAX: u32 = WIDTH - (PIECE + KNOB);
+pub const X_MAX: u32 = WIDTH - PIECE;
 /// A slide faster than this is a script's.
 pub const MIN_DURATION_MS: f64 = 200.0;
 /// Pointer positions a real slide reports at least (mouse and touch move events come every
@@ -61,19 +65,17 @@ fn rand_u32(max: u32) -> u32 {
     u32::from_le_bytes(b) % max.max(1)
 }
 
-/// Is (px, py), relative to the piece image's top-left, inside the puzzle shape?
+/// Is (px, py), relative to the piece image's top-left, inside the puzzle shape? The original's
+/// shape: the body in the middle, knobs out on the right and bottom, dents in on the left and
+/// top.
 fn in_shape(px: i64, py: i64) -> bool {
     let k = KNOB as i64;
-    let s = PIECE as i64;
-    // Body: [0, s) × [k, k + s)
-    let body = (0..s).contains(&px) && (k..k + s).contains(&py);
-    // Knob on top, centred.
-    let (tx, ty) = (px - s / 2, py - k);
-    let top = tx * tx + ty * ty <= k * k;
-    // Knob on the right, centred.
-    let (rx, ry) = (px - s, py - (k + s / 2));
-    let right = rx * rx + ry * ry <= k * k;
-    body || top || right
+    let b = BODY as i64;
+    let disc = |cx: i64, cy: i64| (px - cx).pow(2) + (py - cy).pow(2) < k * k;
+    let body = (k..k + b).contains(&px) && (k..k + b).contains(&py);
+    let knobs = disc(k + b, k + b / 2) || disc(k + b / 2, k + b);
+    let dents = disc(k, k + b / 2) || disc(k + b / 2, k);
+    (body || knobs) && !dents
 }
 
 fn on_edge(px: i64, py: i64) -> bool {
@@ -89,10 +91,10 @@ fn draw_x() -> u32 {
 }
 
 pub fn generate() -> anyhow::Result<Challenge> {
-    let piece_w = PIECE + KNOB;
-    let piece_h = PIECE + KNOB;
+    let (piece_w, piece_h) = (PIECE, PIECE);
     let x = draw_x();
-    // The original's vertical range: the piece's body top in [26, 84].
+    // The original's vertical range: the piece's body top in [26, 84], so the image's top is
+    // in [18, 76] and its bottom at most 142 of 160.
     let y = 26 + rand_u32(84 - 26 + 1) - KNOB;
 
     // Background: a diagonal gradient between two random colours with soft blobs.
@@ -432,17 +434,25 @@ pub async fn consume_token(redis: &Redis, token: &str) -> Result<bool, DomainErr
 mod tests {
     use super::*;
 
+    /// (width, height) from a PNG's IHDR chunk.
+    pub(crate) fn png_size(png: &[u8]) -> (u32, u32) {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        let be = |i: usize| u32::from_be_bytes([png[i], png[i + 1], png[i + 2], png[i + 3]]);
+        (be(16), be(20))
+    }
+
     #[test]
     fn challenge_images_are_pngs_of_the_right_size() {
-        let c = generate().unwrap();
-        assert!((86..=204).contains(&c.x));
-        assert!((26 - KNOB..=84 - KNOB).contains(&c.y));
-        for (png, w) in [(&c.background_png, WIDTH), (&c.piece_png, PIECE + KNOB)] {
-            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-            let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
-            assert_eq!(width, w);
+        for _ in 0..20 {
+            let c = generate().unwrap();
+            assert!((X_MIN..=X_MAX).contains(&c.x));
+            assert!((18..=76).contains(&c.y));
+            assert!(c.y + PIECE <= HEIGHT && c.x + PIECE <= WIDTH);
+            assert_eq!(png_size(&c.background_png), (280, 160));
+            assert_eq!(png_size(&c.piece_png), (66, 66), "as the web app draws it");
+            assert!(data_url(&c.piece_png).starts_with("data:image/png;base64,iVBOR"));
         }
-        assert!(data_url(&c.piece_png).starts_with("data:image/png;base64,iVBOR"));
     }
 
     /// A hand-like trail for a slide of the piece to `x`, as the web app reports it: from a
@@ -460,7 +470,7 @@ mod tests {
 
     /// The fixed-guess strategy: always answer `g`, for every g the slider can reach. Exact over
     /// the drawn range (positions are uniform), and simulated over 200 000 puzzles drawn by
-    /// [`draw_x`]. One answer per puzzle with ±4 px: the best guess solves 9/199 = 4.5 %.
+    /// [`draw_x`]. One answer per puzzle with ±4 px: the best guess solves 9/191 = 4.7 %.
     #[test]
     fn blind_guessing_solves_at_most_5_percent() {
         let range = (X_MIN..=X_MAX).map(i64::from).collect::<Vec<_>>();
@@ -534,10 +544,25 @@ mod tests {
     }
 
     #[test]
-    fn the_shape_has_knobs() {
-        assert!(in_shape(25, 30));
-        assert!(in_shape(25, 1), "top knob");
-        assert!(in_shape(57, 33), "right knob");
+    fn the_shape_has_knobs_and_dents() {
+        assert!(in_shape(33, 33), "the body's middle");
+        assert!(in_shape(63, 33), "the right knob");
+        assert!(in_shape(33, 63), "the bottom knob");
+        assert!(!in_shape(10, 33), "the left dent");
+        assert!(!in_shape(33, 10), "the top dent");
         assert!(!in_shape(2, 2), "outside the top-left corner");
+        assert!(!in_shape(63, 63), "outside the bottom-right corner");
+        // Every pixel of the shape is inside the 66×66 image, reaching its right and bottom borders.
+        let inside: Vec<(i64, i64)> = (-5..71)
+            .flat_map(|x| (-5..71).map(move |y| (x, y)))
+            .filter(|(x, y)| in_shape(*x, *y))
+            .collect();
+        assert!(
+            inside
+                .iter()
+                .all(|(x, y)| (0..66).contains(x) && (0..66).contains(y))
+        );
+        assert_eq!(inside.iter().map(|p| p.0).max(), Some(65));
+        assert_eq!(inside.iter().map(|p| p.1).max(), Some(65));
     }
 }

@@ -18,6 +18,21 @@ async fn stored_x(prefix: &str, id: &str) -> Option<i64> {
         .unwrap()
 }
 
+/// (width, height) of a `data:image/png;base64,` URL's image, from its IHDR chunk.
+fn png_size(data_url: &serde_json::Value) -> (u32, u32) {
+    let b64 = data_url
+        .as_str()
+        .and_then(|u| u.strip_prefix("data:image/png;base64,"))
+        .unwrap_or_else(|| panic!("not a PNG data URL: {data_url}"));
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[12..16], b"IHDR");
+    let be = |i: usize| u32::from_be_bytes([png[i], png[i + 1], png[i + 2], png[i + 3]]);
+    (be(16), be(20))
+}
+
 async fn challenge(srv: &TestServer) -> serde_json::Value {
     let r = srv
         .client()
@@ -94,18 +109,11 @@ async fn solving_the_captcha_yields_one_single_use_token_for_login() {
 
     let c = challenge(&srv).await;
     let id = c["captcha_id"].as_str().unwrap().to_owned();
-    let bg = c["bg_url"].as_str().unwrap();
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(bg.strip_prefix("data:image/png;base64,").unwrap())
-        .unwrap();
-    assert_eq!(&png[1..4], b"PNG");
-    assert!(
-        c["puzzle_url"]
-            .as_str()
-            .unwrap()
-            .starts_with("data:image/png;base64,")
-    );
-    assert!(c["y"].as_u64().unwrap() < 160);
+    // The sizes the web app draws: background 280×160, piece 66×66 (it was 58×58 and looked
+    // larger than its hole), the piece's top inside the background.
+    assert_eq!(png_size(&c["bg_url"]), (280, 160));
+    assert_eq!(png_size(&c["puzzle_url"]), (66, 66));
+    assert!(c["y"].as_u64().unwrap() + 66 <= 160);
 
     let x = stored_x(&prefix, &id).await.unwrap();
     let miss = verify(&srv, &id, x + 40, 800).await;
