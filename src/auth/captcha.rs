@@ -1,8 +1,19 @@
 //! The slider captcha the existing web app shows on its login page (it keeps the login button
 //! disabled until `GET /auth/captcha` answers). Same protocol as the original: a 280×160
 //! background with a puzzle-shaped hole, the piece as a separate image, and `y` for placing it;
-//! the client reports the `x` it slid to. Stricter than the original: a captcha allows three
-//! attempts, not unlimited guesses in 120 s, and the token it yields is single-use.
+//! the client reports the `x` it slid to, how long the slide took and the pointer's trail. Stricter
+//! than the original, which allowed unlimited guesses in 120 s with a ±10 px tolerance (three
+//! fixed blind guesses solved 40 % of its puzzles) and skipped the speed check when `duration`
+//! was left out:
+//! - one answer per puzzle: the first check consumes it (`GETDEL`, atomic however many checks
+//!   race); the web app fetches a new puzzle after a miss anyway;
+//! - `duration` and `trail` are required; a slide faster than [`MIN_DURATION_MS`], a trail too
+//!   short, not travelling as far as the piece moved, or mechanically straight and even (a
+//!   script's interpolation) fails;
+//! - the piece's position is drawn from [`X_MIN`]..=[`X_MAX`] with a ±[`TOLERANCE_PX`] px
+//!   tolerance, so a blind guess solves at most (2·4+1)/(X_MAX−X_MIN+1) < 5 % of puzzles (see the
+//!   `blind_guessing` unit test);
+//! - the token it yields is single-use.
 //!
 //! Whether login *requires* the token is `EF__LOGIN_CAPTCHA` (off by default: a captcha adds
 //! little against a rate-limited, locking-out login, and scripts log in without one).
@@ -16,12 +27,26 @@ use crate::redis::Redis;
 
 pub const WIDTH: u32 = 280;
 pub const HEIGHT: u32 = 160;
-/// The square body of the piece, plus room for the knobs on top and right.
-pub const PIECE: u32 = 50;
+/// The square body of the piece.
+pub const BODY: u32 = 50;
+/// The radius of the knobs (right and bottom) and dents (left and top).
 pub const KNOB: u32 = 8;
-pub const TOLERANCE_PX: i64 = 10;
-pub const MIN_DURATION_MS: i64 = 200;
-pub const MAX_ATTEMPTS: u32 = 3;
+/// The piece image: the body with room for a knob on every side, 66×66 — the size the web app
+/// draws it at (`puzzleSize={{width: 66, height: 66}}`) and the original produced.
+pub const PIECE: u32 = BODY + 2 * KNOB;
+/// How far the reported `x` may be from the piece's: ±4 px (the original allowed ±10).
+pub const TOLERANCE_PX: i64 = 4;
+/// The piece image's left edge is drawn uniformly from `X_MIN..=X_MAX`: as wide a range as the
+/// background allows (the piece's right edge at the background's), starting a little right of
+/// the piece's start position so it always has to be slid.
+pub const X_MIN: u32 = 24;
+pub const X_MAX: u32 = WIDTH - PIECE;
+/// A slide faster than this is a script's.
+pub const MIN_DURATION_MS: f64 = 200.0;
+/// Pointer positions a real slide reports at least (mouse and touch move events come every
+/// ~16 ms; a 200 ms slide has a dozen).
+pub const MIN_TRAIL_POINTS: usize = 5;
+pub const MAX_TRAIL_POINTS: usize = 2000;
 pub const CAPTCHA_TTL_S: u64 = 120;
 pub const TOKEN_TTL_S: u64 = 300;
 
@@ -40,19 +65,17 @@ fn rand_u32(max: u32) -> u32 {
     u32::from_le_bytes(b) % max.max(1)
 }
 
-/// Is (px, py), relative to the piece image's top-left, inside the puzzle shape?
+/// Is (px, py), relative to the piece image's top-left, inside the puzzle shape? The original's
+/// shape: the body in the middle, knobs out on the right and bottom, dents in on the left and
+/// top.
 fn in_shape(px: i64, py: i64) -> bool {
     let k = KNOB as i64;
-    let s = PIECE as i64;
-    // Body: [0, s) × [k, k + s)
-    let body = (0..s).contains(&px) && (k..k + s).contains(&py);
-    // Knob on top, centred.
-    let (tx, ty) = (px - s / 2, py - k);
-    let top = tx * tx + ty * ty <= k * k;
-    // Knob on the right, centred.
-    let (rx, ry) = (px - s, py - (k + s / 2));
-    let right = rx * rx + ry * ry <= k * k;
-    body || top || right
+    let b = BODY as i64;
+    let disc = |cx: i64, cy: i64| (px - cx).pow(2) + (py - cy).pow(2) < k * k;
+    let body = (k..k + b).contains(&px) && (k..k + b).contains(&py);
+    let knobs = disc(k + b, k + b / 2) || disc(k + b / 2, k + b);
+    let dents = disc(k, k + b / 2) || disc(k + b / 2, k);
+    (body || knobs) && !dents
 }
 
 fn on_edge(px: i64, py: i64) -> bool {
@@ -62,11 +85,16 @@ fn on_edge(px: i64, py: i64) -> bool {
             .any(|(dx, dy)| !in_shape(px + dx, py + dy))
 }
 
+/// Where the piece goes: uniform over `X_MIN..=X_MAX`.
+fn draw_x() -> u32 {
+    X_MIN + rand_u32(X_MAX - X_MIN + 1)
+}
+
 pub fn generate() -> anyhow::Result<Challenge> {
-    let piece_w = PIECE + KNOB;
-    let piece_h = PIECE + KNOB;
-    // The original's ranges: piece x in [86, 204], y in [26, 84].
-    let x = 86 + rand_u32(204 - 86 + 1);
+    let (piece_w, piece_h) = (PIECE, PIECE);
+    let x = draw_x();
+    // The original's vertical range: the piece's body top in [26, 84], so the image's top is
+    // in [18, 76] and its bottom at most 142 of 160.
     let y = 26 + rand_u32(84 - 26 + 1) - KNOB;
 
     // Background: a diagonal gradient between two random colours with soft blobs.
@@ -213,7 +241,9 @@ pub async fn challenge(redis: &Redis) -> Result<Value, DomainError> {
     }))
 }
 
-/// What the client reports after sliding.
+/// What the client reports after sliding (rc-slider-captcha's `onVerify` data): the piece's `x`,
+/// the slide's `duration` in ms and its `trail`, the pointer's `[clientX, clientY]` positions
+/// from press to release.
 #[derive(Debug, Deserialize)]
 pub struct Answer {
     pub captcha_id: String,
@@ -224,10 +254,72 @@ pub struct Answer {
     pub trail: Option<Vec<Vec<f64>>>,
 }
 
-/// Check an answer: `{success, token?, message}`. A solved captcha yields exactly one
-/// single-use token; a captcha allows [`MAX_ATTEMPTS`] answers.
-pub async fn verify(redis: &Redis, b: &Answer) -> Result<Value, DomainError> {
-    Checks::new()
+/// Why an answer failed (the client is told only "too fast" or "not quite").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// Not within the tolerance of the piece's position.
+    Position,
+    /// Faster than [`MIN_DURATION_MS`].
+    TooFast,
+    /// A trail no hand drew: too few points, not as far as the piece moved, or a straight,
+    /// evenly spaced line.
+    Trail,
+}
+
+/// The trail of a real slide: enough points, travelling right about as far as the piece moved
+/// (the slider button moves the piece by 214/238 of its travel, dragging the piece by the same),
+/// and not a straight line of even steps — a hand accelerates, slows down to aim and wobbles.
+fn trail_is_plausible(trail: &[Vec<f64>], x: f64) -> bool {
+    if trail.len() < MIN_TRAIL_POINTS {
+        return false;
+    }
+    let pts: Vec<(f64, f64)> = trail.iter().map(|p| (p[0], p[1])).collect();
+    let (x0, y0) = pts[0];
+    let travel = pts.iter().map(|p| p.0 - x0).fold(f64::MIN, f64::max);
+    if travel < 0.8 * x - 8.0 {
+        return false;
+    }
+    let (x1, y1) = pts[pts.len() - 1];
+    let (dx, dy) = (x1 - x0, y1 - y0);
+    let len = (dx * dx + dy * dy).sqrt();
+    // Distance of each point from the line through the first and the last.
+    let off_line = |&(px, py): &(f64, f64)| {
+        if len < 1e-9 {
+            ((px - x0).powi(2) + (py - y0).powi(2)).sqrt()
+        } else {
+            ((px - x0) * dy - (py - y0) * dx).abs() / len
+        }
+    };
+    let straight = pts.iter().all(|p| off_line(p) < 0.5);
+    let steps: Vec<f64> = pts
+        .windows(2)
+        .map(|w| ((w[1].0 - w[0].0).powi(2) + (w[1].1 - w[0].1).powi(2)).sqrt())
+        .collect();
+    let (lo, hi) = steps
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+    let even = hi - lo <= 1.0;
+    !(straight && even)
+}
+
+/// Judge a well-formed answer against the piece's position `expected`.
+pub fn judge(expected: i64, x: f64, duration: f64, trail: &[Vec<f64>]) -> Result<(), Miss> {
+    if duration < MIN_DURATION_MS {
+        return Err(Miss::TooFast);
+    }
+    if !trail_is_plausible(trail, x) {
+        return Err(Miss::Trail);
+    }
+    if (x.round() as i64 - expected).abs() > TOLERANCE_PX {
+        return Err(Miss::Position);
+    }
+    Ok(())
+}
+
+fn check_shape(b: &Answer) -> Result<(f64, &[Vec<f64>]), DomainError> {
+    let finite = |v: f64| v.is_finite() && v.abs() <= 1e6;
+    let mut checks = Checks::new();
+    checks
         .len_between(&b.captcha_id, "captcha_id", 1, 64)
         .check(
             b.x.is_finite() && (0.0..=1000.0).contains(&b.x),
@@ -236,43 +328,65 @@ pub async fn verify(redis: &Redis, b: &Answer) -> Result<Value, DomainError> {
             "must be 0 to 1000",
         )
         .check(
-            b.trail.as_ref().is_none_or(|t| t.len() <= 2000),
+            b.duration.is_some(),
+            "duration",
+            "missing",
+            "required: the slide's duration in milliseconds",
+        )
+        .check(
+            b.duration.is_none_or(|d| d.is_finite() && d >= 0.0),
+            "duration",
+            "value_error",
+            "must be a number of milliseconds",
+        )
+        .check(
+            b.trail.is_some(),
+            "trail",
+            "missing",
+            "required: the pointer's [x, y] positions during the slide",
+        )
+        .check(
+            b.trail.as_ref().is_none_or(|t| t.len() <= MAX_TRAIL_POINTS),
             "trail",
             "too_long",
-            "at most 2000 points",
+            format!("at most {MAX_TRAIL_POINTS} points"),
         )
-        .finish()?;
+        .check(
+            b.trail.as_ref().is_none_or(|t| {
+                t.iter()
+                    .all(|p| p.len() == 2 && p.iter().all(|v| finite(*v)))
+            }),
+            "trail",
+            "value_error",
+            "each point must be [x, y]",
+        );
+    checks.finish()?;
+    match (b.duration, b.trail.as_deref()) {
+        (Some(d), Some(t)) => Ok((d, t)),
+        _ => Err(DomainError::rejected(
+            "CAPTCHA_INVALID",
+            "duration and trail are required",
+        )),
+    }
+}
+
+/// Check an answer: `{success, token?, message}`. The first answer consumes the puzzle, right or
+/// wrong; a right one yields exactly one single-use token.
+pub async fn verify(redis: &Redis, b: &Answer) -> Result<Value, DomainError> {
+    let (duration, trail) = check_shape(b)?;
     let key = redis.key(&format!("captcha:{}", b.captcha_id));
-    let attempts_key = redis.key(&format!("captcha_attempts:{}", b.captcha_id));
+    // GETDEL: of any number of racing checks exactly one sees the position.
     let stored: Option<i64> = redis
-        .query(redis::cmd("GET").arg(&key))
+        .query(redis::cmd("GETDEL").arg(&key))
         .await
         .map_err(|_| unavailable())?;
     let Some(expected) = stored else {
-        return Ok(json!({"success": false, "message": "The captcha expired; get a new one"}));
+        return Ok(
+            json!({"success": false, "message": "The captcha expired or was used; get a new one"}),
+        );
     };
-    let attempts: u32 = redis
-        .pipeline::<(u32,)>(
-            redis::pipe()
-                .cmd("INCR")
-                .arg(&attempts_key)
-                .cmd("EXPIRE")
-                .arg(&attempts_key)
-                .arg(CAPTCHA_TTL_S)
-                .ignore(),
-        )
-        .await
-        .map(|(n,)| n)
-        .map_err(|_| unavailable())?;
-    let close = (b.x.round() as i64 - expected).abs() <= TOLERANCE_PX;
-    let human_speed = b.duration.is_none_or(|d| d >= MIN_DURATION_MS as f64);
-    if close && human_speed && attempts <= MAX_ATTEMPTS {
-        // DEL answers 1 only once: a solved captcha yields exactly one token.
-        let deleted: i64 = redis
-            .query(redis::cmd("DEL").arg(&key).arg(&attempts_key))
-            .await
-            .map_err(|_| unavailable())?;
-        if deleted > 0 {
+    match judge(expected, b.x, duration, trail) {
+        Ok(()) => {
             let token = new_token();
             redis
                 .query::<()>(
@@ -284,37 +398,34 @@ pub async fn verify(redis: &Redis, b: &Answer) -> Result<Value, DomainError> {
                 )
                 .await
                 .map_err(|_| unavailable())?;
-            return Ok(json!({"success": true, "token": token, "message": "ok"}));
+            Ok(json!({"success": true, "token": token, "message": "ok"}))
+        }
+        Err(miss) => {
+            let message = if miss == Miss::TooFast {
+                "Too fast; get a new captcha and try again"
+            } else {
+                "Not quite; get a new captcha and try again"
+            };
+            Ok(json!({"success": false, "message": message}))
         }
     }
-    if attempts >= MAX_ATTEMPTS {
-        let _: Result<(), _> = redis
-            .query(redis::cmd("DEL").arg(&key).arg(&attempts_key))
-            .await;
-        return Ok(json!({"success": false, "message": "Too many attempts; get a new captcha"}));
-    }
-    let message = if !human_speed {
-        "Too fast; try again"
-    } else {
-        "Not quite; try again"
-    };
-    Ok(json!({"success": false, "message": message}))
 }
 
-/// For login when `EF__LOGIN_CAPTCHA=true`: consume a token. `None` when Redis cannot be asked
-/// (login then proceeds: the failure limits still protect it).
-pub async fn consume_token(redis: &Redis, token: &str) -> Option<bool> {
+/// For login when `EF__LOGIN_CAPTCHA=true`: consume a token, `true` when it was valid. Fails
+/// closed: when Redis cannot be asked the answer is 503 `CAPTCHA_UNAVAILABLE`, never "accepted"
+/// (the original let any made-up token through while Redis was down).
+pub async fn consume_token(redis: &Redis, token: &str) -> Result<bool, DomainError> {
     if token.is_empty() || token.len() > 128 {
-        return Some(false);
+        return Ok(false);
     }
     match redis
         .query::<i64>(redis::cmd("DEL").arg(redis.key(&format!("captcha_token:{token}"))))
         .await
     {
-        Ok(n) => Some(n > 0),
+        Ok(n) => Ok(n > 0),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot check the captcha token; allowing the login attempt");
-            None
+            tracing::warn!(error = %e, "cannot check the captcha token; refusing the login attempt");
+            Err(unavailable())
         }
     }
 }
@@ -323,24 +434,135 @@ pub async fn consume_token(redis: &Redis, token: &str) -> Option<bool> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn challenge_images_are_pngs_of_the_right_size() {
-        let c = generate().unwrap();
-        assert!((86..=204).contains(&c.x));
-        assert!((26 - KNOB..=84 - KNOB).contains(&c.y));
-        for (png, w) in [(&c.background_png, WIDTH), (&c.piece_png, PIECE + KNOB)] {
-            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-            let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
-            assert_eq!(width, w);
-        }
-        assert!(data_url(&c.piece_png).starts_with("data:image/png;base64,iVBOR"));
+    /// (width, height) from a PNG's IHDR chunk.
+    pub(crate) fn png_size(png: &[u8]) -> (u32, u32) {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        let be = |i: usize| u32::from_be_bytes([png[i], png[i + 1], png[i + 2], png[i + 3]]);
+        (be(16), be(20))
     }
 
     #[test]
-    fn the_shape_has_knobs() {
-        assert!(in_shape(25, 30));
-        assert!(in_shape(25, 1), "top knob");
-        assert!(in_shape(57, 33), "right knob");
+    fn challenge_images_are_pngs_of_the_right_size() {
+        for _ in 0..20 {
+            let c = generate().unwrap();
+            assert!((X_MIN..=X_MAX).contains(&c.x));
+            assert!((18..=76).contains(&c.y));
+            assert!(c.y + PIECE <= HEIGHT && c.x + PIECE <= WIDTH);
+            assert_eq!(png_size(&c.background_png), (280, 160));
+            assert_eq!(png_size(&c.piece_png), (66, 66), "as the web app draws it");
+            assert!(data_url(&c.piece_png).starts_with("data:image/png;base64,iVBOR"));
+        }
+    }
+
+    /// A hand-like trail for a slide of the piece to `x`, as the web app reports it: from a
+    /// press at (500, 300), accelerating then slowing down, with a wobble.
+    pub(crate) fn human_trail(x: f64) -> Vec<Vec<f64>> {
+        let n = 30;
+        (0..=n)
+            .map(|i| {
+                let t = i as f64 / n as f64;
+                let eased = t * t * (3.0 - 2.0 * t);
+                vec![500.0 + eased * x / 0.9, 300.0 + (t * 7.0).sin() * 2.0]
+            })
+            .collect()
+    }
+
+    /// The fixed-guess strategy: always answer `g`, for every g the slider can reach. Exact over
+    /// the drawn range (positions are uniform), and simulated over 200 000 puzzles drawn by
+    /// [`draw_x`]. One answer per puzzle with ±4 px: the best guess solves 9/191 = 4.7 %.
+    #[test]
+    fn blind_guessing_solves_at_most_5_percent() {
+        let range = (X_MIN..=X_MAX).map(i64::from).collect::<Vec<_>>();
+        let hits = |g: i64, xs: &mut dyn Iterator<Item = i64>| {
+            xs.filter(|x| (g - x).abs() <= TOLERANCE_PX).count()
+        };
+        let best_exact = (0..=WIDTH as i64)
+            .map(|g| hits(g, &mut range.iter().copied()) as f64 / range.len() as f64)
+            .fold(0.0, f64::max);
+        let attempts_per_puzzle = 1.0;
+        let exact = best_exact * attempts_per_puzzle;
+        println!(
+            "blind guess, one answer per puzzle, ±{TOLERANCE_PX} px over x in {X_MIN}..={X_MAX}: {:.2} %",
+            exact * 100.0
+        );
+        assert!(exact <= 0.05, "{exact}");
+
+        let samples = 200_000;
+        let mut histogram = vec![0u32; WIDTH as usize + 1];
+        for _ in 0..samples {
+            let x = draw_x();
+            assert!((X_MIN..=X_MAX).contains(&x));
+            histogram[x as usize] += 1;
+        }
+        let best_simulated = (0..=WIDTH as i64)
+            .map(|g| {
+                let lo = (g - TOLERANCE_PX).max(0) as usize;
+                let hi = ((g + TOLERANCE_PX) as usize).min(WIDTH as usize);
+                histogram[lo..=hi].iter().map(|n| *n as f64).sum::<f64>() / samples as f64
+            })
+            .fold(0.0, f64::max);
+        println!(
+            "simulated over {samples} puzzles: the best fixed guess solves {:.2} %",
+            best_simulated * 100.0
+        );
+        assert!(best_simulated <= 0.05, "{best_simulated}");
+    }
+
+    #[test]
+    fn answers_need_a_human_duration_and_trail() {
+        let x = 120.0;
+        let trail = human_trail(x);
+        assert_eq!(judge(120, x, 800.0, &trail), Ok(()));
+        assert_eq!(judge(124, x, 800.0, &trail), Ok(()), "within the tolerance");
+        assert_eq!(judge(125, x, 800.0, &trail), Err(Miss::Position));
+        assert_eq!(judge(120, x, 150.0, &trail), Err(Miss::TooFast));
+        let straight: Vec<Vec<f64>> = (0..=20)
+            .map(|i| vec![500.0 + i as f64 * 7.0, 300.0])
+            .collect();
+        assert_eq!(
+            judge(120, x, 800.0, &straight),
+            Err(Miss::Trail),
+            "a script's even line"
+        );
+        let constant = vec![vec![500.0, 300.0]; 20];
+        assert_eq!(judge(120, x, 800.0, &constant), Err(Miss::Trail));
+        let two_points = vec![vec![0.0, 0.0], vec![120.0, 1.0]];
+        assert_eq!(judge(120, x, 800.0, &two_points), Err(Miss::Trail));
+        let short = human_trail(30.0);
+        assert_eq!(
+            judge(120, x, 800.0, &short),
+            Err(Miss::Trail),
+            "the pointer went 33 px, the piece 120"
+        );
+        // A careful hand may keep y exactly constant: uneven steps still make it human.
+        let flat: Vec<Vec<f64>> = human_trail(x)
+            .into_iter()
+            .map(|p| vec![p[0], 300.0])
+            .collect();
+        assert_eq!(judge(120, x, 800.0, &flat), Ok(()));
+    }
+
+    #[test]
+    fn the_shape_has_knobs_and_dents() {
+        assert!(in_shape(33, 33), "the body's middle");
+        assert!(in_shape(63, 33), "the right knob");
+        assert!(in_shape(33, 63), "the bottom knob");
+        assert!(!in_shape(10, 33), "the left dent");
+        assert!(!in_shape(33, 10), "the top dent");
         assert!(!in_shape(2, 2), "outside the top-left corner");
+        assert!(!in_shape(63, 63), "outside the bottom-right corner");
+        // Every pixel of the shape is inside the 66×66 image, reaching its right and bottom borders.
+        let inside: Vec<(i64, i64)> = (-5..71)
+            .flat_map(|x| (-5..71).map(move |y| (x, y)))
+            .filter(|(x, y)| in_shape(*x, *y))
+            .collect();
+        assert!(
+            inside
+                .iter()
+                .all(|(x, y)| (0..66).contains(x) && (0..66).contains(y))
+        );
+        assert_eq!(inside.iter().map(|p| p.0).max(), Some(65));
+        assert_eq!(inside.iter().map(|p| p.1).max(), Some(65));
     }
 }

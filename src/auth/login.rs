@@ -196,7 +196,7 @@ pub async fn login(
                 "Solve the captcha first",
             ));
         }
-        if captcha::consume_token(&auth.redis, token).await == Some(false) {
+        if !captcha::consume_token(&auth.redis, token).await? {
             return Err(DomainError::rejected(
                 "CAPTCHA_INVALID",
                 "The captcha has expired or was used; solve a new one",
