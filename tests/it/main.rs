@@ -17,6 +17,7 @@ mod admin_cli;
 mod browser;
 mod captcha;
 mod check;
+mod credit;
 mod data_layer;
 mod docs;
 mod fake_ozon;
