@@ -6,15 +6,18 @@
 //! starting the server (`startup`, `state`, `lifecycle`, `cli`, `exit`), configuration (`config`),
 //! the data layer (`db`, `redis`), the job system (`jobs`), the TLS and token primitives the tests
 //! forge inputs with (`http::tls`, `auth::{tokens,password,rate_limit}`), the backup command
-//! (`ops::backup`), `health`, `systemd`, and `ozon` (the client and the fake Ozon that tests and
-//! `euraflow-dev fake-ozon` run). Everything else is private, so rustc reports dead code.
+//! (`ops::backup`), `health`, `systemd`, `ozon` (the client and the fake Ozon that tests and
+//! `euraflow-dev fake-ozon` run), and `credit` with `domain` (the ledger's `consume` and `refund`,
+//! which features call inside their own transaction and the tests drive concurrently).
+//! Everything else is private, so rustc reports dead code.
 
 pub(crate) mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod credit;
 pub mod db;
-pub(crate) mod domain;
+pub mod domain;
 pub mod exit;
 pub mod health;
 pub mod http;

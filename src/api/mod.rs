@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod captcha;
+pub mod credit;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -131,11 +132,40 @@ fn json_routes(state: &AppState) -> Router<AppState> {
         .route("/system/info", get(system::info))
         .route("/system/metrics", get(system::metrics))
         .route("/system/status", get(system::server_status))
+        .merge(credit_routes())
         .merge(ozon::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             BodyLimit::json(&state.config().http),
             body_limit::enforce,
         ))
+}
+
+/// The credit ledger: `/credit/*` for every logged-in user, `/admin/credit/*` for admins.
+fn credit_routes() -> Router<AppState> {
+    Router::new()
+        .route("/credit/balance", get(credit::balance))
+        .route("/credit/calculate", post(credit::calculate))
+        .route("/credit/mute-alert", post(credit::mute_alert))
+        .route("/credit/transactions", get(credit::transactions))
+        .route("/credit/module-configs", get(credit::module_configs))
+        .route("/admin/credit/recharge", post(credit::recharge))
+        .route("/admin/credit/accounts", get(credit::accounts))
+        .route(
+            "/admin/credit/accounts/{user_id}/threshold",
+            put(credit::set_threshold),
+        )
+        .route(
+            "/admin/credit/recharge-records",
+            get(credit::recharge_records),
+        )
+        .route(
+            "/admin/credit/module-configs",
+            get(credit::admin_module_configs),
+        )
+        .route(
+            "/admin/credit/module-configs/{module_key}",
+            put(credit::update_module_config),
+        )
 }
 
 pub async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {

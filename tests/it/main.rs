@@ -18,6 +18,7 @@ mod alerts;
 mod browser;
 mod captcha;
 mod check;
+mod credit;
 mod data_layer;
 mod docs;
 mod fake_ozon;
