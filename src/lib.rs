@@ -6,7 +6,7 @@
 //! starting the server (`startup`, `state`, `lifecycle`, `cli`, `exit`), configuration (`config`),
 //! the data layer (`db`, `redis`), the job system (`jobs`), the TLS and token primitives the tests
 //! forge inputs with (`http::tls`, `auth::{tokens,password,rate_limit}`), the backup command
-//! (`ops::backup`), `health`, `systemd`, and `ozon` (the client and the fake Ozon that tests and
+//! (`ops::backup`), `health`, `systemd`, `realtime` (tests and other processes notify websockets), and `ozon` (the client and the fake Ozon that tests and
 //! `euraflow-dev fake-ozon` run). Everything else is private, so rustc reports dead code.
 
 pub(crate) mod api;
@@ -26,6 +26,7 @@ pub(crate) mod outage;
 pub mod ozon;
 pub(crate) mod process;
 pub(crate) mod queues;
+pub mod realtime;
 pub mod redis;
 pub mod secrets;
 pub(crate) mod serve;

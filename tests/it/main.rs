@@ -35,6 +35,7 @@ mod ozon_client;
 mod ozon_products;
 mod ozon_shops;
 mod process;
+mod realtime;
 mod request_span;
 mod roles;
 mod round_trips;
