@@ -6,8 +6,9 @@
 //! starting the server (`startup`, `state`, `lifecycle`, `cli`, `exit`), configuration (`config`),
 //! the data layer (`db`, `redis`), the job system (`jobs`), the TLS and token primitives the tests
 //! forge inputs with (`http::tls`, `auth::{tokens,password,rate_limit}`), the backup command
-//! (`ops::backup`), `health`, `systemd`, `ozon` (the client and the fake Ozon that tests and
-//! `euraflow-dev fake-ozon` run), and `credit` with `domain` (the ledger's `consume` and `refund`,
+//! (`ops::backup`), `health`, `systemd`, `realtime` (tests and other processes notify
+//! websockets), `ozon` (the client and the fake Ozon that tests and `euraflow-dev fake-ozon`
+//! run), and `credit` with `domain` (the ledger's `consume` and `refund`,
 //! which features call inside their own transaction and the tests drive concurrently).
 //! Everything else is private, so rustc reports dead code.
 
@@ -29,6 +30,7 @@ pub(crate) mod outage;
 pub mod ozon;
 pub(crate) mod process;
 pub(crate) mod queues;
+pub mod realtime;
 pub mod redis;
 pub mod secrets;
 pub(crate) mod serve;

@@ -27,6 +27,7 @@ pub enum TaskName {
     Worker,
     Scheduler,
     Heartbeat,
+    Realtime,
 }
 
 impl fmt::Display for TaskName {
@@ -41,6 +42,7 @@ impl fmt::Display for TaskName {
             TaskName::Worker => "worker",
             TaskName::Scheduler => "scheduler",
             TaskName::Heartbeat => "heartbeat",
+            TaskName::Realtime => "realtime",
         })
     }
 }

@@ -31,6 +31,8 @@ pub struct Redis {
     timeout: Duration,
     outage: Outage,
     target: String,
+    /// For connections outside the pool (the websocket fan-out's subscription).
+    info: ConnectionInfo,
 }
 
 impl std::fmt::Debug for Redis {
@@ -49,8 +51,8 @@ impl Redis {
         let conn_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout));
-        let manager =
-            Manager::new_with_config(info, conn_config).context("configuring the Redis client")?;
+        let manager = Manager::new_with_config(info.clone(), conn_config)
+            .context("configuring the Redis client")?;
         let pool = Pool::builder(manager)
             .max_size(config.max_connections)
             .wait_timeout(Some(config.timeout))
@@ -65,12 +67,23 @@ impl Redis {
             timeout: config.timeout,
             outage: Outage::new("Redis"),
             target,
+            info,
         }))
     }
 
     /// The full key for `name`, with this installation's prefix.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// A client for a dedicated connection (pub/sub), outside the pool.
+    pub fn dedicated_client(&self) -> Result<redis::Client, RedisError> {
+        Ok(redis::Client::open(self.info.clone())?)
+    }
+
+    /// The command timeout (`EF__REDIS_TIMEOUT`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn is_down(&self) -> bool {

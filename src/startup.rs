@@ -116,6 +116,13 @@ impl Application {
             );
         }
         lifecycle.spawn(
+            TaskName::Realtime,
+            self.state
+                .realtime()
+                .clone()
+                .run_subscriber(lifecycle.shutdown_token()),
+        );
+        lifecycle.spawn(
             TaskName::DatabaseMaintenance,
             self.state.db().clone().maintain(lifecycle.shutdown_token()),
         );
@@ -165,8 +172,13 @@ impl Running {
     }
 
     /// Let in-flight requests finish within `bound`; returns how many connections were cut.
+    /// Websockets (which hyper no longer tracks once upgraded) are closed with 1001 at once.
     pub async fn drain(&self, bound: Duration) -> usize {
-        self.server.drain(bound).await
+        let (cut, sockets) = tokio::join!(
+            self.server.drain(bound),
+            self.state.realtime().hub().close_all(bound)
+        );
+        cut + sockets
     }
 }
 

@@ -24,6 +24,7 @@ struct Inner {
     health: Health,
     metrics: Metrics,
     auth: Auth,
+    realtime: crate::realtime::Realtime,
     /// The job types this server knows (for `/sync-services/handlers` and triggering).
     job_registry: crate::jobs::Registry,
     ozon: Arc<crate::ozon::Ozon>,
@@ -45,7 +46,9 @@ impl AppState {
             redis.clone(),
             Some(metrics.health_probes.clone()),
         );
-        let auth = Auth::new(&config, db.clone(), redis.clone())?;
+        let realtime = crate::realtime::Realtime::new(&config, redis.clone())?;
+        realtime.metrics().register(metrics.registry())?;
+        let auth = Auth::new(&config, db.clone(), redis.clone(), realtime.clone())?;
         let ozon_metrics = crate::ozon::client::OzonMetrics::new()?;
         ozon_metrics.register(metrics.registry())?;
         let ozon = Arc::new(crate::ozon::Ozon::new(
@@ -57,6 +60,7 @@ impl AppState {
             ozon,
             job_registry: crate::jobs::builtin_registry(),
             auth,
+            realtime,
             config,
             db,
             redis,
@@ -86,6 +90,11 @@ impl AppState {
 
     pub fn auth(&self) -> &Auth {
         &self.0.auth
+    }
+
+    /// The websockets of this process and the notifications to every process's.
+    pub fn realtime(&self) -> &crate::realtime::Realtime {
+        &self.0.realtime
     }
 
     pub fn job_registry(&self) -> &crate::jobs::Registry {

@@ -21,6 +21,7 @@ pub mod json;
 pub mod middleware;
 pub mod operator;
 pub mod ozon;
+pub mod realtime;
 pub mod settings;
 pub mod sync_services;
 pub mod system;
@@ -133,6 +134,8 @@ fn json_routes(state: &AppState) -> Router<AppState> {
         .route("/system/metrics", get(system::metrics))
         .route("/system/status", get(system::server_status))
         .merge(credit_routes())
+        .route("/notifications/ws", get(realtime::ws))
+        .route("/notifications/stats", get(realtime::stats))
         .merge(ozon::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             BodyLimit::json(&state.config().http),

@@ -58,10 +58,17 @@ pub struct Auth {
     pub login_captcha: bool,
     pub db: Arc<Database>,
     pub redis: Arc<Redis>,
+    /// Tells the websockets of ended sessions (`session_expired`).
+    pub realtime: crate::realtime::Realtime,
 }
 
 impl Auth {
-    pub fn new(config: &Config, db: Arc<Database>, redis: Arc<Redis>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &Config,
+        db: Arc<Database>,
+        redis: Arc<Redis>,
+        realtime: crate::realtime::Realtime,
+    ) -> anyhow::Result<Self> {
         let sec = &config.security;
         let keys =
             tokens::TokenKeys::new(&sec.secret_key, sec.access_token_ttl, sec.refresh_token_ttl);
@@ -82,15 +89,18 @@ impl Auth {
             login_captcha: sec.login_captcha,
             db,
             redis,
+            realtime,
         })
     }
 
     /// Publish what a committed change did (ended and started sessions, stale account states).
-    /// PostgreSQL already holds the truth; this brings the caches in line at once.
+    /// PostgreSQL already holds the truth; this brings the caches in line at once, and the
+    /// websockets of ended sessions get `session_expired`.
     pub async fn apply(&self, effects: Effects) {
         if effects.is_empty() {
             return;
         }
         self.store.apply(&effects).await;
+        self.realtime.end_sessions(&effects.ended_sessions).await;
     }
 }

@@ -186,6 +186,48 @@ pub static KEYS: &[Key] = &[
         "A websocket with no traffic for this long is closed (nginx proxy_read_timeout 3600s).",
     ),
     key(
+        "EF__WS_PING_INTERVAL",
+        "server",
+        Value("30s"),
+        "The server sends each websocket client a ping message this often (the web app's own ping is answered too).",
+    ),
+    key(
+        "EF__WS_MAX_CONNECTIONS",
+        "server",
+        Value("10000"),
+        "Open websockets of this process at most; they count against EF__MAX_CONNECTIONS too. Further upgrades are closed with 1013 (try again later).",
+    ),
+    key(
+        "EF__WS_MAX_PER_USER",
+        "server",
+        Value("10"),
+        "Open websockets of one user in this process at most (browser tabs); further ones are closed with 1013.",
+    ),
+    key(
+        "EF__WS_MAX_PER_IP",
+        "server",
+        Value("1000"),
+        "Open websockets from one client address in this process at most (an office behind NAT shares one); further ones are closed with 1013.",
+    ),
+    key(
+        "EF__WS_MAX_MESSAGE_SIZE",
+        "server",
+        Value("64K"),
+        "Largest message a websocket client may send; a larger one closes the socket with 1009.",
+    ),
+    key(
+        "EF__WS_MAX_MESSAGES_PER_SECOND",
+        "server",
+        Value("10"),
+        "Messages a websocket client may send per second; a client that sends more is closed with 1008.",
+    ),
+    key(
+        "EF__WS_SEND_QUEUE",
+        "server",
+        Value("256"),
+        "Messages waiting for one websocket client at most; a client that reads slower is closed with 1013 so that it delays nobody else.",
+    ),
+    key(
         "EF__SHUTDOWN_TIMEOUT",
         "server",
         Value("30s"),

@@ -41,7 +41,7 @@ pub use render::{display_value, render_markdown_reference, render_show, render_t
 pub use secret::{MIN_SECRET_LEN, Secret, generate_secret, write_private_file};
 pub use sections::{
     BusinessConfig, Config, DbConfig, HttpConfig, LogConfig, PasswordHash, RedisConfig,
-    SecurityConfig, TlsConfig, WebConfig, WorkerConfig,
+    SecurityConfig, TlsConfig, WebConfig, WorkerConfig, WsConfig,
 };
 pub use value::{
     ByteSize, ConfigValue, Dur, Environment, Hsts, Invalid, List, ListenAddr, LogFormat, LogLevel,

@@ -15,7 +15,7 @@ use super::render::display_value;
 use super::secret::Secret;
 use super::sections::{
     BusinessConfig, Config, DbConfig, HttpConfig, LogConfig, RedisConfig, SecurityConfig,
-    TlsConfig, WebConfig, WorkerConfig,
+    TlsConfig, WebConfig, WorkerConfig, WsConfig,
 };
 use super::validate::validate;
 use super::value::{
@@ -81,6 +81,16 @@ pub(super) fn build(loader: Loader<'_>) -> (Loaded, Vec<ConfigError>) {
             send_timeout: r.get::<Timeout>("EF__SEND_TIMEOUT").0,
             tls_handshake_timeout: r.get::<Timeout>("EF__TLS_HANDSHAKE_TIMEOUT").0,
             ws_idle_timeout: r.get::<Timeout>("EF__WS_IDLE_TIMEOUT").0,
+            ws: WsConfig {
+                ping_interval: r.get::<Timeout>("EF__WS_PING_INTERVAL").0,
+                max_connections: r.get("EF__WS_MAX_CONNECTIONS"),
+                max_per_user: r.get("EF__WS_MAX_PER_USER"),
+                max_per_ip: r.get("EF__WS_MAX_PER_IP"),
+                max_message_size: usize::try_from(r.get::<ByteSize>("EF__WS_MAX_MESSAGE_SIZE").0)
+                    .unwrap_or(usize::MAX),
+                max_messages_per_second: r.get("EF__WS_MAX_MESSAGES_PER_SECOND"),
+                send_queue: r.get("EF__WS_SEND_QUEUE"),
+            },
             shutdown_timeout: r.get::<Timeout>("EF__SHUTDOWN_TIMEOUT").0,
             trusted_proxies: r.get("EF__TRUSTED_PROXIES"),
             cors_origins: r.get::<List>("EF__CORS_ORIGINS").0,

@@ -46,11 +46,24 @@ pub struct HttpConfig {
     pub send_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub ws_idle_timeout: Duration,
+    pub ws: WsConfig,
     pub shutdown_timeout: Duration,
     pub trusted_proxies: Networks,
     pub cors_origins: Vec<String>,
     pub hsts: Option<String>,
     pub metrics_enabled: bool,
+}
+
+/// Limits of the websocket (`realtime`); the idle timeout is `HttpConfig::ws_idle_timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct WsConfig {
+    pub ping_interval: Duration,
+    pub max_connections: usize,
+    pub max_per_user: usize,
+    pub max_per_ip: usize,
+    pub max_message_size: usize,
+    pub max_messages_per_second: u32,
+    pub send_queue: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,8 @@ pub fn build(state: AppState) -> Router {
 
     let routes = Router::new()
         .route("/healthz", get(liveness))
+        // The guide's nginx location for the websocket; the web app uses the API path.
+        .route("/ws", get(api::realtime::ws))
         .nest(&prefix, api)
         .route("/downloads", any(static_files::downloads))
         .route("/downloads/{*rest}", any(static_files::downloads))

@@ -218,6 +218,7 @@ impl HttpServer {
         let tracked = activity.clone();
         let watch = SendWatch::new();
         let bodies = watch.clone();
+        let slots = crate::api::realtime::ConnectionSlots(self.connection_slots.clone());
         let service = TowerToHyperService::new(
             router
                 .map_request(move |mut req: Request<Incoming>| {
@@ -225,6 +226,7 @@ impl HttpServer {
                         seen_http2.store(true, Ordering::Relaxed);
                     }
                     req.extensions_mut().insert(info);
+                    req.extensions_mut().insert(slots.clone());
                     req
                 })
                 .map_future(move |response| {

@@ -199,6 +199,7 @@ async fn execute(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
 
 /// Tell the running servers' cache (Redis) what changed; PostgreSQL already knows.
 async fn publish(config: &Config, db: Arc<Database>, redis: Arc<Redis>, effects: &Effects) {
+    let redis_for_realtime = redis.clone();
     let store = AuthStore::new(
         db,
         redis,
@@ -206,4 +207,9 @@ async fn publish(config: &Config, db: Arc<Database>, redis: Arc<Redis>, effects:
         config.security.refresh_token_ttl.as_secs(),
     );
     store.apply(effects).await;
+    // The running servers' websockets of the ended sessions learn it too.
+    match crate::realtime::Realtime::publisher(config, redis_for_realtime) {
+        Ok(rt) => rt.end_sessions(&effects.ended_sessions).await,
+        Err(e) => tracing::warn!(error = %e, "cannot tell the websockets"),
+    }
 }

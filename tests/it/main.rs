@@ -37,6 +37,7 @@ mod ozon_client;
 mod ozon_products;
 mod ozon_shops;
 mod process;
+mod realtime;
 mod request_span;
 mod roles;
 mod round_trips;

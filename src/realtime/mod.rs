@@ -1,0 +1,280 @@
+//! Realtime: the websocket the web app keeps open, and notifications that reach it from any
+//! process and any server.
+//!
+//! [`Realtime::notify`] publishes a message for a [`Target`] (a user, the sockets following a
+//! shop, one login session, everyone) on the Redis channel `<EF__REDIS_PREFIX>realtime`. Every
+//! server process subscribes ([`Realtime::run_subscriber`]) and hands what arrives to its own
+//! [`hub::Hub`], which queues it for the matching sockets. The worker and the CLI publish with the
+//! same call ([`Realtime::publisher`]); they hold no sockets. While Redis is down (or this process
+//! has lost its subscription) a message is delivered to this process's own sockets directly, and
+//! the loss of cross-process delivery is logged once per outage and shown by health.
+//!
+//! The original kept the sockets in a dictionary inside one API process, so the worker, a second
+//! API process or a second server never reached anyone (euraflow-original.md §4).
+//!
+//! Files: `protocol` (the messages), `hub` (this process's sockets), `socket` (one socket's task),
+//! `metrics`; the HTTP side (upgrade, authentication) is `api::realtime`.
+
+pub mod hub;
+pub mod metrics;
+pub mod protocol;
+pub(crate) mod socket;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::domain::EndedSession;
+use crate::outage::Outage;
+use crate::redis::Redis;
+use hub::Hub;
+use metrics::WsMetrics;
+
+/// Whom a message is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Every socket of a user.
+    User(i64),
+    /// Every socket subscribed to a shop.
+    Shop(i64),
+    /// The sockets of one login session (by [`session_key`], never the token itself).
+    Session { user_id: i64, session: String },
+    /// Everyone.
+    All,
+}
+
+/// What travels on the Redis channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub target: Target,
+    pub message: serde_json::Value,
+    /// Close the matched sockets with this code after the message (4001 after
+    /// `session_expired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close: Option<u16>,
+}
+
+/// A published message is at most this large (larger ones are refused, not truncated).
+const MAX_ENVELOPE: usize = 256 * 1024;
+/// Between attempts to (re)subscribe.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
+
+/// The session's name on the wire and in the hub: sha256 of its token, so the secret token
+/// never travels through Redis or sits in memory next to the socket.
+pub fn session_key(session_token: &str) -> String {
+    let d = sha2::Sha256::digest(session_token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Clone)]
+pub struct Realtime(Arc<Inner>);
+
+struct Inner {
+    redis: Arc<Redis>,
+    channel: String,
+    hub: Arc<Hub>,
+    /// Cross-process delivery: down while publishing fails or the subscription is lost.
+    fanout: Outage,
+    subscribed: AtomicBool,
+}
+
+impl Realtime {
+    /// The realtime side of a server process: its hub (with the configured limits) and the
+    /// publisher. `run_subscriber` must be spawned for other processes' messages to arrive.
+    pub fn new(config: &Config, redis: Arc<Redis>) -> anyhow::Result<Self> {
+        let hub = Arc::new(Hub::new(config.http.ws, WsMetrics::new()?));
+        Ok(Self::with_hub(redis, hub))
+    }
+
+    /// For processes without sockets (worker, CLI): publishes only.
+    pub fn publisher(config: &Config, redis: Arc<Redis>) -> anyhow::Result<Self> {
+        Self::new(config, redis)
+    }
+
+    fn with_hub(redis: Arc<Redis>, hub: Arc<Hub>) -> Self {
+        let channel = redis.key("realtime");
+        Realtime(Arc::new(Inner {
+            redis,
+            channel,
+            hub,
+            fanout: Outage::new("Redis (websocket fan-out)"),
+            subscribed: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.0.hub
+    }
+
+    pub fn metrics(&self) -> &WsMetrics {
+        &self.0.hub.metrics
+    }
+
+    /// Whether messages currently reach other processes.
+    pub fn fanout_ok(&self) -> bool {
+        !self.0.fanout.is_down()
+    }
+
+    /// Send `message` to `target` in every process. Never fails: when Redis cannot take it, this
+    /// process's own sockets still get it.
+    pub async fn notify(&self, target: Target, message: serde_json::Value) {
+        self.send(Envelope {
+            target,
+            message,
+            close: None,
+        })
+        .await;
+    }
+
+    pub async fn send(&self, env: Envelope) {
+        let Ok(payload) = serde_json::to_string(&env) else {
+            return;
+        };
+        if payload.len() > MAX_ENVELOPE {
+            tracing::warn!(
+                bytes = payload.len(),
+                "realtime message too large to publish; not sent"
+            );
+            return;
+        }
+        let published: Result<i64, _> = self
+            .0
+            .redis
+            .query(redis::cmd("PUBLISH").arg(&self.0.channel).arg(&payload))
+            .await;
+        match published {
+            Ok(_) => {
+                if self.0.subscribed.load(Ordering::Relaxed) {
+                    self.0.fanout.succeeded();
+                    return;
+                }
+                // Published, but this process does not hear the channel right now.
+                self.0.hub.deliver(&env);
+            }
+            Err(e) => {
+                self.0.fanout.failed(&format!(
+                    "{e}; websocket messages reach only this process's clients"
+                ));
+                self.0.hub.deliver(&env);
+            }
+        }
+    }
+
+    /// Tell the sockets of ended login sessions, then close them with 4001.
+    pub async fn end_sessions(&self, ended: &[EndedSession]) {
+        for s in ended {
+            let reason = protocol::session_reason(s.reason);
+            self.send(Envelope {
+                target: Target::Session {
+                    user_id: s.user_id,
+                    session: session_key(&s.token),
+                },
+                message: protocol::session_expired(reason),
+                close: Some(protocol::close::UNAUTHENTICATED),
+            })
+            .await;
+        }
+    }
+
+    /// End every socket of `user_id` with `session_expired` (an account disabled or expired,
+    /// whatever session its sockets belong to).
+    pub async fn end_user(&self, user_id: i64, reason: &'static str) {
+        self.send(Envelope {
+            target: Target::User(user_id),
+            message: protocol::session_expired(protocol::session_reason(reason)),
+            close: Some(protocol::close::UNAUTHENTICATED),
+        })
+        .await;
+    }
+
+    /// Hear the channel until `stop`, handing every message to this process's hub; resubscribes
+    /// after a lost connection.
+    pub async fn run_subscriber(self, stop: CancellationToken) {
+        loop {
+            let result = tokio::select! {
+                r = self.subscribe_once(&stop) => r,
+                () = stop.cancelled() => return,
+            };
+            self.0.subscribed.store(false, Ordering::Relaxed);
+            if stop.is_cancelled() {
+                return;
+            }
+            let why = match result {
+                Ok(()) => "the subscription ended".to_owned(),
+                Err(e) => e,
+            };
+            self.0.fanout.failed(&format!(
+                "{why}; websocket messages from other processes do not arrive"
+            ));
+            tokio::select! {
+                () = tokio::time::sleep(RESUBSCRIBE_PAUSE) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    async fn subscribe_once(&self, stop: &CancellationToken) -> Result<(), String> {
+        let timeout = self.0.redis.timeout();
+        let client = self.0.redis.dedicated_client().map_err(|e| e.to_string())?;
+        let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| format!("Redis did not answer within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        tokio::time::timeout(timeout, pubsub.subscribe(&self.0.channel))
+            .await
+            .map_err(|_| format!("Redis did not answer within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        self.0.subscribed.store(true, Ordering::Relaxed);
+        self.0.fanout.succeeded();
+        let mut messages = pubsub.on_message();
+        loop {
+            let msg = tokio::select! {
+                m = messages.next() => m,
+                () = stop.cancelled() => return Ok(()),
+            };
+            let Some(msg) = msg else { return Ok(()) };
+            let payload: Vec<u8> = match msg.get_payload() {
+                Ok(p) => p,
+                Err(_) => continue,
+            };
+            match serde_json::from_slice::<Envelope>(&payload) {
+                Ok(env) => {
+                    self.0.hub.deliver(&env);
+                }
+                Err(e) => tracing::debug!(error = %e, "ignoring a malformed realtime message"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_name_sessions_by_hash() {
+        let env = Envelope {
+            target: Target::Session {
+                user_id: 3,
+                session: session_key("secret-token"),
+            },
+            message: serde_json::json!({"type": "x"}),
+            close: Some(4001),
+        };
+        let text = serde_json::to_string(&env).unwrap();
+        assert!(!text.contains("secret-token"), "{text}");
+        let back: Envelope = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.target, env.target);
+        assert_eq!(back.close, Some(4001));
+        let all: Envelope =
+            serde_json::from_str(r#"{"target":"all","message":{"type":"y"}}"#).unwrap();
+        assert_eq!(all.target, Target::All);
+    }
+}

@@ -1,0 +1,470 @@
+//! The websocket (`/api/ef/v1/notifications/ws`, `/ws`) with a real websocket client over TLS:
+//! authentication as the REST API does it (4001 before any message otherwise), the protocol,
+//! tenancy of shop subscriptions, `session_expired` from the API and the CLI, limits, shutdown.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::{
+    self, Process, TestDb, TestServer, as_refs, hash, insert_shop, insert_user, production_env,
+    tokens,
+};
+
+pub type Ws = WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+pub fn tls_connector(ca_pem: &[u8]) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.expect("test CA")).expect("test CA");
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// A websocket over TLS to `addr` (the certificate checked for `localhost`), with extra headers.
+pub async fn connect_to(
+    addr: std::net::SocketAddr,
+    ca_pem: &[u8],
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let tls = tls_connector(ca_pem)
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let mut req = format!("wss://localhost:{}{path}", addr.port())
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let (ws, resp) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .expect("websocket handshake");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+pub async fn connect(srv: &TestServer, token: &str) -> Ws {
+    connect_to(
+        srv.https,
+        &srv.ca_pem,
+        &format!("/api/ef/v1/notifications/ws?token={token}"),
+        &[],
+    )
+    .await
+}
+
+/// The next text message as JSON (protocol pings skipped); panics after 10 s.
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("a message");
+        match m {
+            Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// The next message of `kind`, skipping server pings.
+pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+        assert_eq!(v["type"], "ping", "expected {kind}, got {v}");
+    }
+}
+
+/// The close code the server ends with, asserting no text message came before it.
+pub async fn close_code(ws: &mut Ws) -> u16 {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the close within 10 s");
+        match m {
+            Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
+            Some(Ok(Message::Close(None))) => return 1005,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => panic!("expected the close, got {other:?}"),
+            Some(Err(e)) => panic!("expected the close, got the error {e}"),
+            None => panic!("the socket ended without a close frame"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn server(db: &TestDb, extra: &[(&str, &str)]) -> TestServer {
+    let mut env = db.env();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    TestServer::start(&as_refs(&env)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_ping_pong_errors_and_notifications_to_the_user() {
+    let db = TestDb::migrated().await;
+    let alice = insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    insert_shop(&db, 11, alice).await;
+    insert_shop(&db, 12, alice).await;
+    let srv = server(&db, &[]).await;
+    let (access, _) = tokens(&srv, "alice", "alice-password").await;
+
+    let mut ws = connect(&srv, &access).await;
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["type"], "connected", "{hello}");
+    assert_eq!(hello["user_id"], alice);
+    // No shop_ids asked for: the user's own shops.
+    assert_eq!(hello["shop_ids"], json!([11, 12]));
+    assert!(hello["timestamp"].is_string());
+
+    send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "pong");
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "error");
+    send(&mut ws, json!({"type": "dance"})).await;
+    let e = next_json(&mut ws).await;
+    assert_eq!(e["type"], "error");
+    assert!(e["message"].as_str().unwrap().contains("dance"), "{e}");
+    send(&mut ws, json!({"type": "subscribe", "shop_ids": "x"})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "error");
+
+    let rt = srv.state().realtime();
+    rt.notify(
+        euraflow::realtime::Target::User(alice),
+        json!({"type": "job.finished", "data": {"id": 1}}),
+    )
+    .await;
+    let m = next_json(&mut ws).await;
+    assert_eq!(m["type"], "job.finished", "{m}");
+    rt.notify(
+        euraflow::realtime::Target::Shop(12),
+        json!({"type": "posting.created", "shop_id": 12}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["shop_id"], 12);
+
+    send(&mut ws, json!({"type": "unsubscribe", "shop_ids": [12]})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "unsubscribed");
+    rt.notify(
+        euraflow::realtime::Target::Shop(12),
+        json!({"type": "posting.created", "shop_id": 12}),
+    )
+    .await;
+    rt.notify(euraflow::realtime::Target::All, json!({"type": "all"}))
+        .await;
+    // Unsubscribed: the shop message does not arrive, the broadcast does.
+    assert_eq!(next_json(&mut ws).await["type"], "all");
+    send(&mut ws, json!({"type": "subscribe", "shop_ids": [12]})).await;
+    let s = next_json(&mut ws).await;
+    assert_eq!(s["type"], "subscribed");
+    assert_eq!(s["shop_ids"], json!([12]));
+
+    // The nginx location /ws, with the token in the Authorization header.
+    let mut ws2 = connect_to(
+        srv.https,
+        &srv.ca_pem,
+        "/ws",
+        &[("authorization", &format!("Bearer {access}"))],
+    )
+    .await;
+    assert_eq!(next_json(&mut ws2).await["type"], "connected");
+    drop(ws);
+    drop(ws2);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_shops_are_refused_by_name() {
+    let db = TestDb::migrated().await;
+    let alice = insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let bob = insert_user(&db, "bob", "main_account", None, &hash("bob-password")).await;
+    insert_shop(&db, 21, alice).await;
+    insert_shop(&db, 22, bob).await;
+    let srv = server(&db, &[]).await;
+    let (access, _) = tokens(&srv, "alice", "alice-password").await;
+
+    let mut ws = connect_to(
+        srv.https,
+        &srv.ca_pem,
+        &format!("/api/ef/v1/notifications/ws?token={access}&shop_ids=21,22"),
+        &[],
+    )
+    .await;
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["shop_ids"], json!([21]), "{hello}");
+    let e = next_json(&mut ws).await;
+    assert_eq!(e["type"], "error");
+    assert!(e["message"].as_str().unwrap().contains("22"), "{e}");
+
+    send(&mut ws, json!({"type": "subscribe", "shop_ids": [22]})).await;
+    let e = next_json(&mut ws).await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("22"), "{e}");
+    // Bob's shop's events never reach Alice.
+    let rt = srv.state().realtime();
+    rt.notify(
+        euraflow::realtime::Target::Shop(22),
+        json!({"type": "chat.new_message", "shop_id": 22}),
+    )
+    .await;
+    rt.notify(
+        euraflow::realtime::Target::Shop(21),
+        json!({"type": "chat.new_message", "shop_id": 21}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["shop_id"], 21);
+    drop(ws);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_closed_with_4001_before_any_message() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let secret = euraflow::config::generate_secret();
+    let srv = server(&db, &[("EF__SECRET_KEY", &secret)]).await;
+    let (access, refresh) = tokens(&srv, "alice", "alice-password").await;
+
+    let keys = euraflow::auth::tokens::TokenKeys::new(
+        &euraflow::config::Secret::new(secret.clone()),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    let parts: Vec<&str> = access.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    claims["exp"] = json!(euraflow::auth::tokens::now_s() - 3600);
+    let expired = keys.sign(&claims).unwrap();
+    claims["exp"] = json!(euraflow::auth::tokens::now_s() + 3600);
+    let other_key = euraflow::auth::tokens::TokenKeys::new(
+        &euraflow::config::Secret::new("x".repeat(86)),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    )
+    .sign(&claims)
+    .unwrap();
+    for (what, path) in [
+        ("no token", "/api/ef/v1/notifications/ws".to_owned()),
+        (
+            "empty token",
+            "/api/ef/v1/notifications/ws?token=".to_owned(),
+        ),
+        (
+            "garbage",
+            "/api/ef/v1/notifications/ws?token=not.a.token".to_owned(),
+        ),
+        (
+            "expired",
+            format!("/api/ef/v1/notifications/ws?token={expired}"),
+        ),
+        (
+            "other key",
+            format!("/api/ef/v1/notifications/ws?token={other_key}"),
+        ),
+        (
+            "refresh as access",
+            format!("/api/ef/v1/notifications/ws?token={refresh}"),
+        ),
+        ("no token on /ws", "/ws".to_owned()),
+    ] {
+        let mut ws = connect_to(srv.https, &srv.ca_pem, &path, &[]).await;
+        assert_eq!(close_code(&mut ws).await, 4001, "{what}");
+    }
+
+    // Logged out: the token's session has ended (and the token is revoked).
+    let mut ws = connect(&srv, &access).await;
+    assert_eq!(next_json(&mut ws).await["type"], "connected");
+    let (status, _) =
+        common::call(&srv, reqwest::Method::POST, "/auth/logout", &access, None).await;
+    assert_eq!(status, 204);
+    let m = next_of(&mut ws, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "logged_out", "{m}");
+    assert_eq!(close_code(&mut ws).await, 4001);
+    let mut ws = connect(&srv, &access).await;
+    assert_eq!(close_code(&mut ws).await, 4001, "a logged-out token");
+
+    // A plain GET (no upgrade) is told what this is.
+    let r = srv
+        .client()
+        .get(srv.https_url("/api/ef/v1/notifications/ws"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 426);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_login_expires_the_first_sessions_socket() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let srv = server(&db, &[]).await;
+    let (first, _) = tokens(&srv, "alice", "alice-password").await;
+    let mut old = connect(&srv, &first).await;
+    assert_eq!(next_json(&mut old).await["type"], "connected");
+
+    let (second, _) = tokens(&srv, "alice", "alice-password").await;
+    let mut new = connect(&srv, &second).await;
+    assert_eq!(next_json(&mut new).await["type"], "connected");
+    let m = next_of(&mut old, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "session_replaced", "{m}");
+    assert_eq!(close_code(&mut old).await, 4001);
+
+    // The new session's socket is untouched: it still answers.
+    send(&mut new, json!({"type": "ping"})).await;
+    assert_eq!(next_of(&mut new, "pong").await["type"], "pong");
+    drop(new);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_disable_and_passwd_expire_sessions_on_the_running_server() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    insert_user(&db, "bob", "main_account", None, &hash("bob-password")).await;
+    let state = tempfile::tempdir().unwrap();
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let srv = server(&db, &[("EF__REDIS_PREFIX", &prefix)]).await;
+    let (alice, _) = tokens(&srv, "alice", "alice-password").await;
+    let (bob, _) = tokens(&srv, "bob", "bob-password").await;
+    let mut a = connect(&srv, &alice).await;
+    let mut b = connect(&srv, &bob).await;
+    assert_eq!(next_json(&mut a).await["type"], "connected");
+    assert_eq!(next_json(&mut b).await["type"], "connected");
+
+    let cli = |args: &[&str], stdin: &str| {
+        let mut env = production_env(state.path());
+        env.extend(db.env());
+        env.push(("EF__REDIS_PREFIX".into(), prefix.clone()));
+        let mut child = Command::new(common::BIN)
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cli(&["user", "disable", "alice"], "");
+    let m = next_of(&mut a, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "account_disabled", "{m}");
+    assert_eq!(close_code(&mut a).await, 4001);
+
+    cli(&["user", "passwd", "bob"], "bob-new-password\n");
+    let m = next_of(&mut b, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "password_changed", "{m}");
+    assert_eq!(close_code(&mut b).await, 4001);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_close_with_1009() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let srv = server(&db, &[]).await;
+    let (access, _) = tokens(&srv, "alice", "alice-password").await;
+    let mut ws = connect(&srv, &access).await;
+    assert_eq!(next_json(&mut ws).await["type"], "connected");
+    let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    ws.send(Message::Text(big.into())).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, 1009);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_in_the_query_string_never_reaches_the_log() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = production_env(dir.path());
+    env.extend(db.env());
+    env.push(("EF__LOG_LEVEL".into(), "debug".into()));
+    let env2 = env.clone();
+    let dir_path = dir.path().to_path_buf();
+    let p =
+        tokio::task::spawn_blocking(move || Process::spawn(&dir_path, &["serve"], &as_refs(&env2)))
+            .await
+            .unwrap();
+    let https = p.https.expect("https listener");
+    let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).expect("certificate");
+    let client = common::client_for(&ca, https, common::Protocol::Any);
+    let login: Value = client
+        .post(format!(
+            "https://localhost:{}/api/ef/v1/auth/login",
+            https.port()
+        ))
+        .json(&json!({"username": "alice", "password": "alice-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let mut ws = connect_to(
+        https,
+        &ca,
+        &format!("/api/ef/v1/notifications/ws?token={access}&shop_ids=1"),
+        &[],
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "connected");
+    let mut bad = connect_to(https, &ca, "/ws?token=secret-looking-garbage", &[]).await;
+    assert_eq!(close_code(&mut bad).await, 4001);
+    drop(ws);
+    p.wait_for_log("/notifications/ws", Duration::from_secs(5));
+    p.wait_for_log("\"/ws\"", Duration::from_secs(5));
+    let log = p.log_text();
+    let signature = access.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature), "the token is in the log:\n{log}");
+    assert!(!log.contains("secret-looking-garbage"), "{log}");
+    assert!(!log.contains("token="), "{log}");
+}
