@@ -45,6 +45,7 @@ pub fn builtin_registry() -> Registry {
     let mut registry = Registry::new();
     core_jobs::register(&mut registry);
     crate::ozon::product_sync::register(&mut registry);
+    crate::ozon::posting_sync::register(&mut registry);
     registry
 }
 

@@ -12,10 +12,21 @@
 //!   the connection.
 //! - `product_sync`: the product mirror's sync jobs (full, incremental, the hourly pull).
 //! - `products`: the product page's reads (list, statistics, sync errors) and sync requests.
+//! - `posting_mirror`: Ozon posting objects into `ozon_postings` (products, packages,
+//!   `operation_status`, sales counters), shared by every writer of postings.
+//! - `posting_sync`: the posting mirror's sync jobs (incremental, full, the hourly pull, one posting).
+//! - `postings`: the order page's reads (list with tabs and counters, detail) and sync requests.
+//! - `overview`: the overview page's statistics and daily series.
+//! - `global_settings`: the Ozon pages' global settings (time zone, image CDN, ...).
 //! - `tasks`: the sync task protocol of the web app (`task_id`, progress) over the job queue.
 
 pub mod client;
 pub mod fake;
+pub(crate) mod global_settings;
+pub(crate) mod overview;
+pub(crate) mod posting_mirror;
+pub(crate) mod posting_sync;
+pub(crate) mod postings;
 pub(crate) mod product_sync;
 pub(crate) mod products;
 pub(crate) mod shops;

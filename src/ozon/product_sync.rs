@@ -228,13 +228,13 @@ pub struct Progress<'a> {
 }
 
 impl Progress<'_> {
-    async fn report(&self, percent: u8, message: &str) {
+    pub(super) async fn report(&self, percent: u8, message: &str) {
         if let Some(ctx) = self.ctx {
             ctx.progress(percent, message).await;
         }
     }
 
-    fn stopped(&self) -> bool {
+    pub(super) fn stopped(&self) -> bool {
         self.ctx.is_some_and(JobContext::is_cancelled)
     }
 }
@@ -289,12 +289,12 @@ const PASSES: [(Visibility, &str); 3] = [
     (Visibility::Archived, "已归档商品"),
 ];
 
-struct ShopRow {
+pub(super) struct ShopRow {
     client_id: String,
     api_key_enc: String,
 }
 
-async fn load_shop(db: &Database, shop_id: i64) -> Result<ShopRow, SyncError> {
+pub(super) async fn load_shop(db: &Database, shop_id: i64) -> Result<ShopRow, SyncError> {
     let c = db.get().await?;
     let row = c
         .maybe_row(
@@ -309,7 +309,7 @@ async fn load_shop(db: &Database, shop_id: i64) -> Result<ShopRow, SyncError> {
     })
 }
 
-fn shop_client(ozon: &Ozon, shop: &ShopRow) -> Result<ShopClient, SyncError> {
+pub(super) fn shop_client(ozon: &Ozon, shop: &ShopRow) -> Result<ShopClient, SyncError> {
     ozon.shop_client(&shop.client_id, &shop.api_key_enc)
         .map_err(|e| SyncError::Credentials(e.to_string()))
 }

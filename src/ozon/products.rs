@@ -541,7 +541,7 @@ async fn list_stats(c: &impl Sql, scope: &Option<Vec<i64>>) -> Result<Value, Dom
 }
 
 /// `GET /ozon/statistics?shop_id`: the status-tab counts of the product page, in the overview's
-/// shape (contract §2.6). Orders and revenue come with the posting mirror; until then zeros.
+/// shape (contract §2.6), with the overview's order counters and revenue (`overview`).
 pub async fn statistics(
     c: &impl Sql,
     actor: &Actor,
@@ -569,11 +569,11 @@ pub async fn statistics(
             .await?;
         balance = row.get(0);
     }
+    let (orders, revenue) = super::overview::orders_and_revenue(c, &scope).await?;
     Ok(json!({
         "products": products,
-        "orders": {"total": 0, "pending": 0, "processing": 0, "shipped": 0, "delivered": 0,
-            "cancelled": 0, "by_ozon_status": {}},
-        "revenue": {"yesterday": "0", "week": "0", "month": "0"},
+        "orders": orders,
+        "revenue": revenue,
         "balance": {"total_rub": balance, "total_cny": "0", "rate": "0"},
     }))
 }

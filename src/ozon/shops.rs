@@ -33,7 +33,8 @@ use crate::secrets::{MASK, ozon_api_key_context};
 const COLUMNS: &str = "s.id, s.shop_name, s.shop_name_cn, s.platform, s.status, s.owner_user_id,
     s.client_id, s.api_key_enc, s.config, s.stats, s.shipping_managed, s.current_balance_rub::float8,
     s.balance_updated_at, s.last_sync_at, s.created_at, s.updated_at, o.username, o.parent_user_id,
-    (SELECT count(*) FROM ozon_products p WHERE p.shop_id = s.id)";
+    (SELECT count(*) FROM ozon_products p WHERE p.shop_id = s.id),
+    (SELECT count(*) FROM ozon_postings q WHERE q.shop_id = s.id)";
 
 const MAX_CONFIG_BYTES: usize = 16 * 1024;
 
@@ -59,6 +60,7 @@ pub struct Shop {
     pub owner_username: String,
     pub owner_parent_id: Option<i64>,
     pub total_products: i64,
+    pub total_orders: i64,
 }
 
 impl Shop {
@@ -83,6 +85,7 @@ impl Shop {
             owner_username: r.get(16),
             owner_parent_id: r.get(17),
             total_products: r.get(18),
+            total_orders: r.get(19),
         }
     }
 
@@ -118,11 +121,11 @@ impl Shop {
         v
     }
 
-    /// The list statistics of S1/S2. Orders arrive with the posting mirror; until then 0.
+    /// The list statistics of S1/S2.
     fn list_stats(&self) -> Value {
         json!({
             "total_products": self.total_products,
-            "total_orders": 0,
+            "total_orders": self.total_orders,
             "last_sync_at": self.last_sync_at,
             "sync_status": if self.last_sync_at.is_some() { "success" } else { "pending" },
         })

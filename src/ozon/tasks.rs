@@ -23,13 +23,15 @@ use crate::jobs::{Enqueued, NewJob, enqueue};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncKind {
     Products,
-    // Orders (postings) join with their sync; their task name is `orders`.
+    /// Postings; the web app's task `type` is `orders`.
+    Orders,
 }
 
 impl SyncKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SyncKind::Products => "products",
+            SyncKind::Orders => "orders",
         }
     }
 }

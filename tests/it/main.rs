@@ -34,6 +34,7 @@ mod jobs;
 mod jobs_api;
 mod migrations;
 mod ozon_client;
+mod ozon_postings;
 mod ozon_products;
 mod ozon_shops;
 mod process;

@@ -227,7 +227,7 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
             .await
             .unwrap()
             .get(0);
-        if beats == 1 && services == 4 {
+        if beats == 1 && services == 5 {
             break;
         }
         assert!(
@@ -308,8 +308,8 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
     );
     assert_eq!(
         jobs["next_runs"].as_array().unwrap().len(),
-        4,
-        "the seeded schedules, the hourly product pull included"
+        5,
+        "the seeded schedules, the hourly product and order pulls included"
     );
     let text = Command::new(BIN)
         .args(["status"])

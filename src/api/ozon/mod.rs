@@ -2,6 +2,7 @@
 //! routes never trust an id: the services scope every request by the shops the caller may see
 //! (`ozon::tenancy`), so another tenant's shop is a 404.
 
+pub mod orders;
 pub mod products;
 pub mod shops;
 pub mod tasks;
@@ -32,6 +33,16 @@ pub fn routes() -> Router<AppState> {
             get(products::sync_errors),
         )
         .route("/ozon/statistics", get(products::statistics))
+        .route("/ozon/daily-stats", get(orders::daily_stats))
+        .route("/ozon/orders", get(orders::list))
+        .route("/ozon/orders/sync", post(orders::sync))
+        .route("/ozon/orders/{posting_number}", get(orders::detail))
+        .route("/ozon/orders/{posting_number}/sync", post(orders::sync_one))
+        .route("/ozon/global-settings", get(orders::global_settings_all))
+        .route(
+            "/ozon/global-settings/{key}",
+            get(orders::global_setting).put(orders::put_global_setting),
+        )
         .route("/ozon/sync/status/{task_id}", get(tasks::status))
         .route(
             "/ozon/scan-shipping/access",

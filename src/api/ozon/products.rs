@@ -11,6 +11,7 @@ use crate::api::error::ApiError;
 use crate::api::json::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::{CurrentUser, Origin};
 use crate::domain::{DomainError, Work};
+use crate::ozon::postings;
 use crate::ozon::product_sync::Mode;
 use crate::ozon::products::{self, ListQuery};
 use crate::state::AppState;
@@ -98,15 +99,10 @@ pub async fn sync_shop(
     ApiQuery(q): ApiQuery<SyncQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let sync_type = q.sync_type.as_deref().unwrap_or("all");
-    match sync_type {
-        "all" | "products" => {}
-        "orders" => {
-            return Err(DomainError::rejected(
-                "ORDERS_SYNC_UNAVAILABLE",
-                "订单同步尚未提供（随订单模块上线）；请选择商品同步",
-            )
-            .into());
-        }
+    let (products, orders) = match sync_type {
+        "all" => (true, true),
+        "products" => (true, false),
+        "orders" => (false, true),
         _ => {
             return Err(DomainError::invalid(
                 "sync_type",
@@ -115,20 +111,37 @@ pub async fn sync_shop(
             )
             .into());
         }
-    }
-    let mode = mode("products_mode", q.products_mode.as_deref())?;
-    let _ = q.orders_mode;
+    };
+    let products_mode = mode("products_mode", q.products_mode.as_deref())?;
+    let orders_mode = mode("orders_mode", q.orders_mode.as_deref())?;
+    let actor = user.actor(&origin);
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
-    let started = products::start_sync(&mut work, &user.actor(&origin), shop_id, mode).await?;
+    let product_task = if products {
+        Some(products::start_sync(&mut work, &actor, shop_id, products_mode).await?)
+    } else {
+        None
+    };
+    let order_task = if orders {
+        Some(postings::start_sync(&mut work, &actor, shop_id, orders_mode).await?)
+    } else {
+        None
+    };
     let _ = work.commit().await?;
+    // The task the page polls: the products' with `all` (as the original), else the orders'.
+    let (main, other) = match (product_task, order_task) {
+        (Some(p), o) => (p, o),
+        (None, Some(o)) => (o, None),
+        (None, None) => return Err(DomainError::Internal(anyhow::anyhow!("no sync chosen")).into()),
+    };
     Ok(Json(json!({
-        "task_id": started.task_id,
+        "task_id": main.task_id,
         "status": "started",
         "sync_type": sync_type,
-        "products_mode": mode.as_str(),
-        "orders_mode": Value::Null,
-        "already_running": !started.new,
+        "products_mode": products.then_some(products_mode.as_str()),
+        "orders_mode": orders.then_some(orders_mode.as_str()),
+        "orders_task_id": other.map(|o| o.task_id),
+        "already_running": !main.new,
         "message": format!("Sync {sync_type} started for shop {shop_id}"),
     })))
 }
