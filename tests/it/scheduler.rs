@@ -453,7 +453,7 @@ async fn one_schedule_that_cannot_enqueue_does_not_hold_up_the_others() {
     add_service(
         &h,
         "unknown-type",
-        "ef.ozon.orders.pull",
+        "ef.ozon.chat.pull_not_in_this_release",
         "*/5 * * * *",
         serde_json::json!({}),
     )
