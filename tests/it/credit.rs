@@ -743,4 +743,32 @@ async fn prices_threshold_mute_and_the_admin_lists() {
         )
         .await;
     assert_eq!(s, 422);
+
+    // Each change left its audit row, with who made it.
+    let rows =
+        w.db.client()
+            .await
+            .query(
+                "SELECT action, username, count(*) FROM audit_logs WHERE module = 'credit'
+              GROUP BY action, username ORDER BY action, username",
+                &[],
+            )
+            .await
+            .unwrap();
+    let got: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let want = [
+        ("consume", "system:test", 1),
+        ("mute_alert", "s1", 1),
+        ("recharge", "root", 2),
+        ("set_threshold", "root", 1),
+        ("update_module_config", "root", 2),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(a, u, n)| (a.to_owned(), u.to_owned(), n))
+            .to_vec()
+    );
 }
