@@ -222,6 +222,11 @@ impl From<ChargeError> for DomainError {
 /// Charge `charge.units` of a module to the main account of `charge.user_id`, inside the
 /// caller's transaction (a feature charges in the same transaction as the work it charges for,
 /// so both commit or neither). Refuses with [`ChargeError::Insufficient`] rather than overdraw.
+///
+/// The account stays locked until that transaction ends, so every other charge of the account
+/// waits for it: charge last, just before the commit, never across a call to Ozon or another
+/// slow service. A transaction that charges two accounts may deadlock with one charging them
+/// in the other order (PostgreSQL then aborts one of them); charge one account per transaction.
 pub async fn consume(
     work: &mut Work<'_>,
     actor: &Actor,
