@@ -585,6 +585,24 @@ async fn the_history_pages_filters_and_stays_inside_its_tenant() {
             .await;
         assert_eq!(s, 422, "{bad}: {b}");
     }
+
+    // The history outlives its operators: deleting the sub-account that consumed works, and
+    // its movements stay with an unknown operator.
+    let (s, b) = w
+        .call(
+            "m1",
+            Method::DELETE,
+            &format!("/auth/users/{}", w.ids["s1"]),
+            None,
+        )
+        .await;
+    assert!(s == 200 || s == 204, "delete s1: {s} {b}");
+    let after = w.get("m1", "/credit/transactions").await;
+    assert_eq!(after["total"], 6);
+    assert_eq!(after["items"][0]["operator_user_id"], 0);
+    assert_eq!(after["items"][0]["operator_username"], "未知");
+    assert_eq!(after["items"][0]["amount"], "-2.0000");
+    assert_eq!(w.balance_of("m1").await, "93.0000");
 }
 
 #[tokio::test]
