@@ -195,15 +195,16 @@ pub async fn recharge(
         .get("idempotency-key")
         .map(|v| {
             v.to_str().map(str::to_owned).map_err(|_| {
-                ApiError::from(crate::domain::DomainError::invalid(
-                    "header.Idempotency-Key",
-                    "value_error",
-                    "must be printable ASCII",
-                ))
+                ApiError::new(
+                    http::StatusCode::BAD_REQUEST,
+                    "INVALID_IDEMPOTENCY_KEY",
+                    "The Idempotency-Key header must be printable ASCII",
+                )
             })
         })
         .transpose()?;
-    let (Some(amount), cny) = (amount, cny) else {
+    // `finish` passed, so the amount parsed.
+    let Some(amount) = amount else {
         return Err(ApiError::internal());
     };
     let r = Recharge {

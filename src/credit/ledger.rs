@@ -98,8 +98,8 @@ fn ip_of(actor: &Actor) -> Option<String> {
 
 /// The operator recorded on a ledger row: the acting user, or (the operator at the machine, a
 /// job) the user the movement is for.
-fn operator_id(actor: &Actor, for_user: i64) -> i64 {
-    actor.user().map_or(for_user, |u| u.id)
+fn operator_id(actor: &Actor, for_user: Option<i64>) -> Option<i64> {
+    actor.user().map(|u| u.id).or(for_user)
 }
 
 /// Insert a ledger row; a unique violation of the key means a movement of another account used
@@ -112,7 +112,7 @@ async fn append(
     amount: Decimal,
     before: Decimal,
     module: Option<&str>,
-    operator: i64,
+    operator: Option<i64>,
     details: &Value,
     key: Option<&str>,
     ip: Option<&str>,
@@ -222,6 +222,11 @@ impl From<ChargeError> for DomainError {
 /// Charge `charge.units` of a module to the main account of `charge.user_id`, inside the
 /// caller's transaction (a feature charges in the same transaction as the work it charges for,
 /// so both commit or neither). Refuses with [`ChargeError::Insufficient`] rather than overdraw.
+///
+/// The account stays locked until that transaction ends, so every other charge of the account
+/// waits for it: charge last, just before the commit, never across a call to Ozon or another
+/// slow service. A transaction that charges two accounts may deadlock with one charging them
+/// in the other order (PostgreSQL then aborts one of them); charge one account per transaction.
 pub async fn consume(
     work: &mut Work<'_>,
     actor: &Actor,
@@ -322,7 +327,7 @@ pub async fn consume(
         -cost,
         account.balance,
         Some(&charge.module),
-        operator_id(actor, charge.user_id),
+        operator_id(actor, Some(charge.user_id)),
         &charge.details,
         key.as_deref(),
         ip_of(actor).as_deref(),
@@ -402,10 +407,16 @@ pub async fn refund(
         )
         .await?
         .ok_or_else(not_found)?;
-    let (kind, charged, operator, module, owner): (String, Decimal, i64, Option<String>, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-    let allowed =
-        actor.is_operator() || actor.is_admin() || actor.user().is_some_and(|u| u.id == operator);
+    let (kind, charged, operator, module, owner): (
+        String,
+        Decimal,
+        Option<i64>,
+        Option<String>,
+        i64,
+    ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let allowed = actor.is_operator()
+        || actor.is_admin()
+        || actor.user().is_some_and(|u| Some(u.id) == operator);
     if !allowed {
         // Someone else's movement: as if it did not exist.
         return Err(not_found());

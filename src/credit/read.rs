@@ -199,7 +199,7 @@ pub async fn transactions(
                 "balance_before": r.get::<_, Decimal>(3).to_string(),
                 "balance_after": r.get::<_, Decimal>(4).to_string(),
                 "module": r.get::<_, Option<String>>(5),
-                "operator_user_id": r.get::<_, i64>(6),
+                "operator_user_id": r.get::<_, Option<i64>>(6).unwrap_or(0),
                 "operator_username": r.get::<_, Option<String>>(7).unwrap_or_else(|| "未知".into()),
                 "details": r.get::<_, Value>(8),
                 "payment_method": r.get::<_, Option<String>>(9),
