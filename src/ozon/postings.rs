@@ -554,9 +554,11 @@ pub async fn detail(
     if posting_number.len() > MAX_TEXT {
         return Err(posting_not_found());
     }
-    let scope = tenancy::scope(c, actor, shop_id)
-        .await
-        .map_err(|_| posting_not_found())?;
+    // Another tenant's shop named in the query says as little as an unknown posting.
+    let scope = match tenancy::scope(c, actor, shop_id).await {
+        Err(DomainError::NotFound { .. }) => return Err(posting_not_found()),
+        other => other?,
+    };
     let row = c
         .maybe_row(
             &format!(

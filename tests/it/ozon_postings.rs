@@ -7,10 +7,12 @@
 //! shop-bearing order route refusing another tenant.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::jobs::{Harness, RunningWorker};
 use crate::common::{TestDb, TestServer, as_refs, call, hash, insert_user, tokens};
+use euraflow::jobs::scheduler::{Scheduler, SystemClock};
 use euraflow::ozon::client::Endpoint;
 use euraflow::ozon::fake::{FakeConfig, FakeOzon, Fault};
 use reqwest::Method;
@@ -926,6 +928,71 @@ async fn the_overview_is_scoped_to_the_callers_shops_and_zero_filled_and_setting
         .await,
         1
     );
+    wk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hourly_order_pull_syncs_every_active_shop_once() {
+    let w = world(5, 150).await;
+    let h = w.fake.handle();
+    let registry = Arc::new(euraflow::jobs::builtin_registry());
+    let scheduler = Scheduler::new(w.harness.db.clone(), registry, Arc::new(SystemClock));
+    scheduler.seed().await.unwrap();
+    let c = w.db.client().await;
+    let schedule: String = c
+        .query_one(
+            "SELECT schedule_config FROM sync_services WHERE celery_task_name = 'ef.ozon.orders.pull'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schedule, "15 * * * *");
+    let now = chrono::Utc::now();
+    scheduler.tick(now).await.unwrap();
+    let wk = worker(&w);
+    let runs = scheduler
+        .tick(now + chrono::Duration::minutes(61))
+        .await
+        .unwrap();
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.job_type == "ef.ozon.orders.pull" && r.new)
+            .count(),
+        1,
+        "{runs:?}"
+    );
+    crate::common::jobs::wait_until("both shops synced", Duration::from_secs(60), || async {
+        let c = w.db.client().await;
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE job_type = 'ef.ozon.orders.sync' AND state = 'succeeded'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let per_shop: HashMap<i64, i64> = c
+        .query(
+            "SELECT (payload->>'shop_id')::bigint, count(*) FROM jobs
+              WHERE job_type = 'ef.ozon.orders.sync' GROUP BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(per_shop, HashMap::from([(w.shop0, 1), (w.shop1, 1)]));
+    for (index, shop) in [(0, w.shop0), (1, w.shop1)] {
+        assert_eq!(stored(&w, shop).await.len(), 150);
+        // The first run of a shop is full: one pass, one page.
+        assert_eq!(h.call_count(index, Endpoint::PostingFbsList), 1);
+    }
     wk.stop().await;
 }
 
