@@ -36,27 +36,25 @@ pub async fn orders_and_revenue(
     if scope.as_ref().is_some_and(Vec::is_empty) {
         return Ok((orders, revenue));
     }
-    let rows = c
-        .rows(
-            "SELECT status, count(*),
-                    count(*) FILTER (WHERE status IN ('awaiting_packaging', 'awaiting_registration')
-                                       AND operation_status = 'awaiting_stock')
-               FROM ozon_postings
-              WHERE $1::bigint[] IS NULL OR shop_id = ANY($1)
-              GROUP BY status",
-            &[scope],
-        )
-        .await?;
+    let kept = super::postings::kept_counts(c, scope).await?;
     let mut by_status = serde_json::Map::new();
     let (mut total, mut pending) = (0i64, 0i64);
-    for r in rows {
-        let status: String = r.get(0);
-        let n: i64 = r.get(1);
-        pending += r.get::<_, i64>(2);
+    let mut per_status: BTreeMap<&str, i64> = BTreeMap::new();
+    for (status, operation, n) in &kept {
+        if matches!(
+            status.as_str(),
+            "awaiting_packaging" | "awaiting_registration"
+        ) && operation == "awaiting_stock"
+        {
+            pending += n;
+        }
+        *per_status.entry(status.as_str()).or_default() += n;
+    }
+    for (status, n) in per_status {
         if status != "cancelled" {
             total += n;
         }
-        let key = match status.as_str() {
+        let key = match status {
             "awaiting_deliver" => Some("processing"),
             "delivering" => Some("shipped"),
             "delivered" => Some("delivered"),
@@ -66,7 +64,7 @@ pub async fn orders_and_revenue(
         if let Some(k) = key {
             orders[k] = json!(n);
         }
-        by_status.insert(status, json!(n));
+        by_status.insert(status.to_owned(), json!(n));
     }
     orders["total"] = json!(total);
     orders["pending"] = json!(pending);

@@ -179,9 +179,12 @@ fn keyword_clause(f: &mut Filter, k: Keyword) {
         Keyword::DigitsOrSku(v) => {
             let p = f.param(v);
             f.push(format!(
-                "(EXISTS (SELECT 1 FROM ozon_domestic_tracking_numbers d
-                           WHERE d.posting_id = p.id AND d.tracking_number = {p})
-                  OR p.product_skus @> ARRAY[{p}]::varchar[])"
+                // One id list from both indexes: an OR of the two would scan the shop.
+                "p.id IN (SELECT d.posting_id FROM ozon_domestic_tracking_numbers d
+                           WHERE d.tracking_number = {p}
+                          UNION ALL
+                          SELECT q.id FROM ozon_postings q
+                           WHERE q.product_skus @> ARRAY[{p}]::varchar[])"
             ));
         }
         Keyword::Domestic(v) => {
@@ -347,11 +350,20 @@ pub async fn list(c: &impl Sql, actor: &Actor, q: &ListQuery) -> Result<Value, D
     }
     let tz = global_settings::time_zone(c).await?;
 
-    // Scope and dates: what the counters see.
+    // Scope and dates: what the counters see. Without dates they are the kept counts.
     let mut f = Filter::default();
     scope_clause(&mut f, &scope);
     date_clauses(&mut f, &tz, from, to);
-    let stats = counters(c, &f).await?;
+    let dated = from.is_some() || to.is_some();
+    let kept = if dated {
+        None
+    } else {
+        Some(kept_counts(c, &scope).await?)
+    };
+    let stats = match &kept {
+        Some(k) => stats_of(k),
+        None => counters(c, &f).await?,
+    };
 
     if let Some(s) = given(&q.status) {
         let p = f.param(s.to_owned());
@@ -373,13 +385,26 @@ pub async fn list(c: &impl Sql, actor: &Actor, q: &ListQuery) -> Result<Value, D
         keyword_clause(&mut f, k);
     }
     let where_sql = f.sql();
-    let total: i64 = c
-        .query_one(
-            &format!("SELECT count(*) FROM ozon_postings p WHERE {where_sql}"),
-            &f.refs(),
-        )
-        .await?
-        .get(0);
+    let searched = given(&q.posting_number).is_some() || given(&q.keyword).is_some();
+    let operation = given(&q.operation_status);
+    let total: i64 = match &kept {
+        // Tabs (a status, the discarded tab) from the kept counts: no count over the shop.
+        Some(k) if !searched && operation.is_none_or(|o| o == "cancelled") => k
+            .iter()
+            .filter(|(s, o, _)| {
+                given(&q.status).is_none_or(|t| t == s.as_str())
+                    && operation.is_none_or(|t| t == o.as_str())
+            })
+            .map(|(_, _, n)| n)
+            .sum(),
+        _ => c
+            .query_one(
+                &format!("SELECT count(*) FROM ozon_postings p WHERE {where_sql}"),
+                &f.refs(),
+            )
+            .await?
+            .get(0),
+    };
     let lp = f.param(limit);
     let op = f.param((page - 1) * limit);
     let rows = c
@@ -412,6 +437,45 @@ pub async fn list(c: &impl Sql, actor: &Actor, q: &ListQuery) -> Result<Value, D
         "stats": stats,
         "offer_id_images": images,
     }))
+}
+
+/// The kept counts (`ozon_posting_counts`) of the scoped shops: (status, operation_status, n).
+pub async fn kept_counts(
+    c: &impl Sql,
+    scope: &Option<Vec<i64>>,
+) -> Result<Vec<(String, String, i64)>, DomainError> {
+    if scope.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    Ok(c.rows(
+        "SELECT status, operation_status, sum(n)::bigint FROM ozon_posting_counts
+              WHERE ($1::bigint[] IS NULL OR shop_id = ANY($1)) AND n <> 0
+              GROUP BY status, operation_status",
+        &[scope],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect())
+}
+
+fn stats_of(kept: &[(String, String, i64)]) -> Value {
+    let mut v = empty_stats();
+    let (mut total, mut discarded) = (0i64, 0i64);
+    let mut by_status: std::collections::HashMap<&str, i64> = Default::default();
+    for (status, operation, n) in kept {
+        total += n;
+        if operation == "cancelled" {
+            discarded += n;
+        }
+        *by_status.entry(status.as_str()).or_default() += n;
+    }
+    for s in TAB_STATUSES {
+        v[s] = json!(by_status.get(s).copied().unwrap_or(0));
+    }
+    v["total"] = json!(total);
+    v["discarded"] = json!(discarded);
+    v
 }
 
 /// Tab counters over the scope and dates (ignoring tab, keyword): per status, `discarded`
@@ -490,9 +554,11 @@ pub async fn detail(
     if posting_number.len() > MAX_TEXT {
         return Err(posting_not_found());
     }
-    let scope = tenancy::scope(c, actor, shop_id)
-        .await
-        .map_err(|_| posting_not_found())?;
+    // Another tenant's shop named in the query says as little as an unknown posting.
+    let scope = match tenancy::scope(c, actor, shop_id).await {
+        Err(DomainError::NotFound { .. }) => return Err(posting_not_found()),
+        other => other?,
+    };
     let row = c
         .maybe_row(
             &format!(
