@@ -729,3 +729,105 @@ async fn sigterm_closes_every_socket_with_1001_and_exits_within_the_bound() {
         started.elapsed()
     );
 }
+
+/// Log in through the real server at `https`; returns the access token.
+async fn login_at(https: std::net::SocketAddr, ca: &[u8], name: &str, password: &str) -> String {
+    let client = common::client_for(ca, https, common::Protocol::Any);
+    let login: Value = client
+        .post(format!(
+            "https://localhost:{}/api/ef/v1/auth/login",
+            https.port()
+        ))
+        .json(&json!({"username": name, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login {name}: {login}"))
+        .to_owned()
+}
+
+/// Past one VM: two `serve` processes and a `worker` share one database and one Redis; each
+/// server delivers what the other (or the worker) publishes to its own sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_and_a_worker_reach_each_others_sockets() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let carol = insert_user(&db, "carol", "main_account", None, &hash("carol-password")).await;
+    db.client()
+        .await
+        .execute(
+            "UPDATE users SET expires_at = now() + interval '4 seconds' WHERE id = $1",
+            &[&carol],
+        )
+        .await
+        .unwrap();
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let secret = euraflow::config::generate_secret();
+    let start = |args: &'static [&'static str], extra: Vec<(String, String)>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = production_env(dir.path());
+        env.extend(db.env());
+        env.push(("EF__REDIS_PREFIX".into(), prefix.clone()));
+        env.push(("EF__SECRET_KEY".into(), secret.clone()));
+        env.extend(extra);
+        async move {
+            let path = dir.path().to_path_buf();
+            let p = tokio::task::spawn_blocking(move || {
+                if args[0] == "worker" {
+                    Process::spawn_until(
+                        std::path::Path::new(common::BIN),
+                        &path,
+                        args,
+                        &as_refs(&env),
+                        "worker ready",
+                    )
+                } else {
+                    Process::spawn(&path, args, &as_refs(&env))
+                }
+            })
+            .await
+            .unwrap();
+            let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).unwrap_or_default();
+            (p, ca, dir)
+        }
+    };
+    let (a, ca_a, _da) = start(&["serve"], vec![]).await;
+    let (b, ca_b, _db) = start(&["serve"], vec![]).await;
+    let (_w, _, _dw) = start(
+        &["worker"],
+        vec![("EF__ACCOUNT_EXPIRY_CHECK_INTERVAL".into(), "1s".into())],
+    )
+    .await;
+    let (a_https, b_https) = (a.https.unwrap(), b.https.unwrap());
+    let ws_path = |t: &str| format!("/api/ef/v1/notifications/ws?token={t}");
+
+    // A login on A expires the session of a client connected to B.
+    let first = login_at(a_https, &ca_a, "alice", "alice-password").await;
+    let mut on_b = connect_to(b_https, &ca_b, &ws_path(&first), &[]).await;
+    assert_eq!(next_json(&mut on_b).await["type"], "connected");
+    let second = login_at(a_https, &ca_a, "alice", "alice-password").await;
+    let m = next_of(&mut on_b, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "session_replaced", "{m}");
+    assert_eq!(close_code(&mut on_b).await, 4001);
+
+    // And the other way: published on B, received on A.
+    let mut on_a = connect_to(a_https, &ca_a, &ws_path(&second), &[]).await;
+    assert_eq!(next_json(&mut on_a).await["type"], "connected");
+    let _third = login_at(b_https, &ca_b, "alice", "alice-password").await;
+    let m = next_of(&mut on_a, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "session_replaced", "{m}");
+    assert_eq!(close_code(&mut on_a).await, 4001);
+
+    // Published by the worker: Carol's account expires while her socket on B is open.
+    let carols = login_at(a_https, &ca_a, "carol", "carol-password").await;
+    let mut carol_on_b = connect_to(b_https, &ca_b, &ws_path(&carols), &[]).await;
+    assert_eq!(next_json(&mut carol_on_b).await["type"], "connected");
+    let m = next_of(&mut carol_on_b, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "account_expired", "{m}");
+    assert_eq!(close_code(&mut carol_on_b).await, 4001);
+}
