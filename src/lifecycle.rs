@@ -28,6 +28,7 @@ pub enum TaskName {
     Scheduler,
     Heartbeat,
     Realtime,
+    AccountExpiry,
 }
 
 impl fmt::Display for TaskName {
@@ -43,6 +44,7 @@ impl fmt::Display for TaskName {
             TaskName::Scheduler => "scheduler",
             TaskName::Heartbeat => "heartbeat",
             TaskName::Realtime => "realtime",
+            TaskName::AccountExpiry => "account-expiry",
         })
     }
 }

@@ -50,7 +50,7 @@ impl Jobs {
     ) -> Result<Jobs, ProcessError> {
         let db = Database::new(&config.db)?;
         let redis = Redis::new(&config.redis)?;
-        let env = JobEnv::new(config.clone(), db.clone(), redis);
+        let env = JobEnv::new(config.clone(), db.clone(), redis.clone());
         let registry = Arc::new(registry);
         let opts = WorkerOptions::from_config(&config.worker);
         let worker = Worker::new(
@@ -96,6 +96,15 @@ impl Jobs {
                 // No last beat: a stopped worker's heartbeat ages, and health reports it gone.
             });
         }
+        lifecycle.spawn(
+            TaskName::AccountExpiry,
+            end_expired_sessions(
+                config.clone(),
+                db.clone(),
+                redis,
+                lifecycle.shutdown_token(),
+            ),
+        );
         Ok(Jobs {
             worker,
             worker_stop,
@@ -116,6 +125,63 @@ impl Jobs {
 
     pub fn close(&self) {
         self.db.close();
+    }
+}
+
+/// Every `EF__ACCOUNT_EXPIRY_CHECK_INTERVAL`: end the sessions of accounts that expired, so
+/// their tokens stop at once and their websockets (on any server) get `session_expired`.
+/// Several workers may run it at once: a session is ended (and announced) by one of them.
+async fn end_expired_sessions(
+    config: Arc<crate::config::Config>,
+    db: Arc<Database>,
+    redis: Arc<Redis>,
+    stop: CancellationToken,
+) {
+    let realtime = match crate::realtime::Realtime::publisher(&config, redis.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "account expiry check not started");
+            return;
+        }
+    };
+    let store = crate::auth::sessions::AuthStore::new(
+        db.clone(),
+        redis,
+        config.security.redis_fail_open,
+        config.security.refresh_token_ttl.as_secs(),
+    );
+    let mut tick = tokio::time::interval(config.worker.account_expiry_check);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let ended = match db.get().await {
+            Ok(c) => crate::auth::sessions::end_expired(&c).await,
+            Err(e) => Err(e),
+        };
+        let ended = match ended {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(error = %e, "account expiry check skipped");
+                continue;
+            }
+        };
+        if ended.is_empty() {
+            continue;
+        }
+        tracing::info!(
+            sessions = ended.len(),
+            "ended the sessions of expired accounts"
+        );
+        let mut effects = crate::domain::Effects::default();
+        for (user, token) in ended {
+            effects.end_sessions(user, vec![token], "account_expired");
+            effects.stale([user]);
+        }
+        store.apply(&effects).await;
+        realtime.end_sessions(&effects.ended_sessions).await;
     }
 }
 

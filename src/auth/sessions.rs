@@ -340,6 +340,37 @@ pub async fn end_all(c: &impl Sql, user_id: i64, reason: &str) -> Result<Vec<Str
     Ok(tokens)
 }
 
+/// End the active sessions of accounts that have expired (or whose main account has); returns
+/// (user id, session token) of each. The REST API already refuses such accounts; this makes
+/// their tokens stop at once and tells their websockets.
+pub async fn end_expired(c: &impl Sql) -> Result<Vec<(i64, String)>, DbError> {
+    let ended: Vec<(i64, String)> = c
+        .rows(
+            "UPDATE user_login_sessions s
+                SET is_active = false, ended_at = now(), end_reason = 'account_expired'
+               FROM users u LEFT JOIN users p ON p.id = u.parent_user_id
+              WHERE s.user_id = u.id AND s.is_active
+                AND (u.expires_at <= now() OR p.expires_at <= now())
+          RETURNING s.user_id, s.session_token",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut users: Vec<i64> = ended.iter().map(|(u, _)| *u).collect();
+    users.sort_unstable();
+    users.dedup();
+    if !users.is_empty() {
+        c.exec(
+            "UPDATE users SET current_session_token = NULL WHERE id = ANY($1)",
+            &[&users],
+        )
+        .await?;
+    }
+    Ok(ended)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rotation {
     /// The presented refresh token was the current one; it is replaced by `new_jti`.

@@ -533,6 +533,12 @@ pub static KEYS: &[Key] = &[
         "Run the cron scheduler inside euraflow worker (safe in several workers at once).",
     ),
     key(
+        "EF__ACCOUNT_EXPIRY_CHECK_INTERVAL",
+        "jobs",
+        Value("60s"),
+        "How often euraflow worker ends the sessions of accounts that have expired, so their open websockets get session_expired (account_expired) and close.",
+    ),
+    key(
         "EF__BACKUP_DIR",
         "jobs",
         UnderStateDir("backups"),

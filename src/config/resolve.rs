@@ -156,6 +156,7 @@ pub(super) fn build(loader: Loader<'_>) -> (Loaded, Vec<ConfigError>) {
             lease: r.get::<Timeout>("EF__JOB_LEASE_TIMEOUT").0,
             job_retention_days: r.get("EF__JOB_RETENTION_DAYS"),
             scheduler_enabled: r.get("EF__SCHEDULER_ENABLED"),
+            account_expiry_check: r.get::<Timeout>("EF__ACCOUNT_EXPIRY_CHECK_INTERVAL").0,
             backup_dir: absolute(&opts.cwd, &r.get::<PathBuf>("EF__BACKUP_DIR")),
             backup_retention_days: r.get("EF__BACKUP_RETENTION_DAYS"),
         },

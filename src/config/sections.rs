@@ -172,6 +172,8 @@ pub struct WorkerConfig {
     pub lease: Duration,
     pub job_retention_days: u32,
     pub scheduler_enabled: bool,
+    /// How often the worker ends the sessions of expired accounts.
+    pub account_expiry_check: Duration,
     pub backup_dir: PathBuf,
     pub backup_retention_days: u32,
 }

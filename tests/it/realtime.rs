@@ -103,7 +103,8 @@ pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
-/// The close code the server ends with, asserting no text message came before it.
+/// The close code the server ends with, asserting no text message (but `ping` / `pong`) came
+/// before it.
 pub async fn close_code(ws: &mut Ws) -> u16 {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
@@ -113,6 +114,11 @@ pub async fn close_code(ws: &mut Ws) -> u16 {
             Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
             Some(Ok(Message::Close(None))) => return 1005,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Text(t)))
+                if t.contains(r#""type":"ping""#) || t.contains(r#""type":"pong""#) =>
+            {
+                continue;
+            }
             Some(Ok(other)) => panic!("expected the close, got {other:?}"),
             Some(Err(e)) => panic!("expected the close, got the error {e}"),
             None => panic!("the socket ended without a close frame"),
@@ -467,4 +473,361 @@ async fn the_token_in_the_query_string_never_reaches_the_log() {
     assert!(!log.contains(signature), "the token is in the log:\n{log}");
     assert!(!log.contains("secret-looking-garbage"), "{log}");
     assert!(!log.contains("token="), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_floods_idle_sockets_and_server_pings() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let srv = server(
+        &db,
+        &[
+            ("EF__WS_MAX_PER_USER", "2"),
+            ("EF__WS_MAX_MESSAGES_PER_SECOND", "3"),
+            ("EF__WS_PING_INTERVAL", "300ms"),
+            ("EF__WS_IDLE_TIMEOUT", "2s"),
+        ],
+    )
+    .await;
+    let (access, _) = tokens(&srv, "alice", "alice-password").await;
+    let mut a = connect(&srv, &access).await;
+    let mut b = connect(&srv, &access).await;
+    assert_eq!(next_json(&mut a).await["type"], "connected");
+    assert_eq!(next_json(&mut b).await["type"], "connected");
+    let mut third = connect(&srv, &access).await;
+    assert_eq!(close_code(&mut third).await, 1013, "EF__WS_MAX_PER_USER");
+
+    // The server's ping arrives on its own.
+    assert_eq!(next_json(&mut a).await["type"], "ping");
+    // Nothing from the client for EF__WS_IDLE_TIMEOUT: closed.
+    let started = std::time::Instant::now();
+    assert_eq!(close_code(&mut a).await, 1000);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // More than EF__WS_MAX_MESSAGES_PER_SECOND: closed with 1008 (no "authentication" in the
+    // reason, so the web app reconnects instead of logging out).
+    for _ in 0..6 {
+        send(&mut b, json!({"type": "ping"})).await;
+    }
+    assert_eq!(close_code(&mut b).await, 1008);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_sockets_count_against_max_connections() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let srv = server(&db, &[("EF__MAX_CONNECTIONS", "4")]).await;
+    let (access, _) = tokens(&srv, "alice", "alice-password").await;
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..5 {
+        let mut ws = connect(&srv, &access).await;
+        match next_or_close(&mut ws).await {
+            Ok(v) => {
+                assert_eq!(v["type"], "connected");
+                open.push(ws);
+            }
+            Err(code) => {
+                assert_eq!(code, 1013);
+                refused += 1;
+            }
+        }
+    }
+    // The upgrade itself needs one slot while hyper still holds the connection's own.
+    assert_eq!(
+        open.len(),
+        3,
+        "websockets hold slots of EF__MAX_CONNECTIONS"
+    );
+    assert_eq!(refused, 2);
+    drop(open);
+    srv.stop().await;
+}
+
+/// The first text message, or the close code if the socket closes first.
+async fn next_or_close(ws: &mut Ws) -> Result<Value, u16> {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s");
+        match m {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Close(f))) => return Err(f.map_or(1005, |f| u16::from(f.code))),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_closed_while_others_keep_receiving() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    insert_user(&db, "bob", "main_account", None, &hash("bob-password")).await;
+    let srv = server(&db, &[("EF__WS_SEND_QUEUE", "32")]).await;
+    let (alice, _) = tokens(&srv, "alice", "alice-password").await;
+    let (bob, _) = tokens(&srv, "bob", "bob-password").await;
+
+    // Bob's client never reads, with a tiny receive buffer.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(srv.https).await.unwrap();
+    let tls = tls_connector(&srv.ca_pem)
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (slow, _) = tokio_tungstenite::client_async(
+        format!(
+            "wss://localhost:{}/api/ef/v1/notifications/ws?token={bob}",
+            srv.https.port()
+        ),
+        tls,
+    )
+    .await
+    .unwrap();
+
+    let mut fast = connect(&srv, &alice).await;
+    assert_eq!(next_json(&mut fast).await["type"], "connected");
+    const N: usize = 400;
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        while got < N {
+            let v = next_json(&mut fast).await;
+            if v["type"] == "bulk" {
+                assert_eq!(v["n"], got, "in order, none lost");
+                got += 1;
+            }
+        }
+        fast
+    });
+    let rt = srv.state().realtime().clone();
+    let pad = "x".repeat(32 * 1024);
+    for n in 0..N {
+        rt.notify(
+            euraflow::realtime::Target::All,
+            json!({"type": "bulk", "n": n, "pad": pad}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let fast = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the fast client got every message")
+        .unwrap();
+    // Bob's socket was dropped from the hub; Alice's is still there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rt.hub().stats().connections != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            rt.hub().stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        rt.metrics()
+            .closed
+            .with_label_values(&["slow_reader"])
+            .get(),
+        1
+    );
+    drop((slow, fast));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_local_delivery_works_and_health_is_degraded() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let srv = server(
+        &db,
+        &[("EF__REDIS_PORT", "1"), ("EF__REDIS_TIMEOUT", "500ms")],
+    )
+    .await;
+    let (access, _) = tokens(&srv, "alice", "alice-password").await;
+    let mut ws = connect(&srv, &access).await;
+    assert_eq!(next_json(&mut ws).await["type"], "connected");
+    let alice = srv.state().realtime().hub().stats().users;
+    assert_eq!(alice, 1);
+    srv.state()
+        .realtime()
+        .notify(euraflow::realtime::Target::All, json!({"type": "local"}))
+        .await;
+    assert_eq!(next_json(&mut ws).await["type"], "local");
+    assert!(!srv.state().realtime().fanout_ok());
+    let body: Value = reqwest::get(srv.http_url("/api/ef/v1/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["status"], "degraded", "{body}");
+    let stats: Value = reqwest::get(srv.http_url("/api/ef/v1/notifications/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["data"]["fanout"], "degraded", "{stats}");
+    assert_eq!(stats["data"]["connections"], 1, "{stats}");
+    drop(ws);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_every_socket_with_1001_and_exits_within_the_bound() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = production_env(dir.path());
+    env.extend(db.env());
+    env.push(("EF__SHUTDOWN_TIMEOUT".into(), "5s".into()));
+    let dir_path = dir.path().to_path_buf();
+    let mut p =
+        tokio::task::spawn_blocking(move || Process::spawn(&dir_path, &["serve"], &as_refs(&env)))
+            .await
+            .unwrap();
+    let https = p.https.expect("https listener");
+    let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).expect("certificate");
+    let client = common::client_for(&ca, https, common::Protocol::Any);
+    let login: Value = client
+        .post(format!(
+            "https://localhost:{}/api/ef/v1/auth/login",
+            https.port()
+        ))
+        .json(&json!({"username": "alice", "password": "alice-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let path = format!("/api/ef/v1/notifications/ws?token={access}");
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let mut ws = connect_to(https, &ca, &path, &[]).await;
+        assert_eq!(next_json(&mut ws).await["type"], "connected");
+        sockets.push(ws);
+    }
+    let started = std::time::Instant::now();
+    p.signal(rustix::process::Signal::TERM);
+    for ws in &mut sockets {
+        assert_eq!(close_code(ws).await, 1001);
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let s = p.wait_exit(Duration::from_secs(10));
+        (s, p.log_text())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.0.code(), Some(0), "{}", status.1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "exited after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Log in through the real server at `https`; returns the access token.
+async fn login_at(https: std::net::SocketAddr, ca: &[u8], name: &str, password: &str) -> String {
+    let client = common::client_for(ca, https, common::Protocol::Any);
+    let login: Value = client
+        .post(format!(
+            "https://localhost:{}/api/ef/v1/auth/login",
+            https.port()
+        ))
+        .json(&json!({"username": name, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login {name}: {login}"))
+        .to_owned()
+}
+
+/// Past one VM: two `serve` processes and a `worker` share one database and one Redis; each
+/// server delivers what the other (or the worker) publishes to its own sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_and_a_worker_reach_each_others_sockets() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let carol = insert_user(&db, "carol", "main_account", None, &hash("carol-password")).await;
+    db.client()
+        .await
+        .execute(
+            "UPDATE users SET expires_at = now() + interval '4 seconds' WHERE id = $1",
+            &[&carol],
+        )
+        .await
+        .unwrap();
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let secret = euraflow::config::generate_secret();
+    let start = |args: &'static [&'static str], extra: Vec<(String, String)>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = production_env(dir.path());
+        env.extend(db.env());
+        env.push(("EF__REDIS_PREFIX".into(), prefix.clone()));
+        env.push(("EF__SECRET_KEY".into(), secret.clone()));
+        env.extend(extra);
+        async move {
+            let path = dir.path().to_path_buf();
+            let p = tokio::task::spawn_blocking(move || {
+                if args[0] == "worker" {
+                    Process::spawn_until(
+                        std::path::Path::new(common::BIN),
+                        &path,
+                        args,
+                        &as_refs(&env),
+                        "worker ready",
+                    )
+                } else {
+                    Process::spawn(&path, args, &as_refs(&env))
+                }
+            })
+            .await
+            .unwrap();
+            let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).unwrap_or_default();
+            (p, ca, dir)
+        }
+    };
+    let (a, ca_a, _da) = start(&["serve"], vec![]).await;
+    let (b, ca_b, _db) = start(&["serve"], vec![]).await;
+    let (_w, _, _dw) = start(
+        &["worker"],
+        vec![("EF__ACCOUNT_EXPIRY_CHECK_INTERVAL".into(), "1s".into())],
+    )
+    .await;
+    let (a_https, b_https) = (a.https.unwrap(), b.https.unwrap());
+    let ws_path = |t: &str| format!("/api/ef/v1/notifications/ws?token={t}");
+
+    // A login on A expires the session of a client connected to B.
+    let first = login_at(a_https, &ca_a, "alice", "alice-password").await;
+    let mut on_b = connect_to(b_https, &ca_b, &ws_path(&first), &[]).await;
+    assert_eq!(next_json(&mut on_b).await["type"], "connected");
+    let second = login_at(a_https, &ca_a, "alice", "alice-password").await;
+    let m = next_of(&mut on_b, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "session_replaced", "{m}");
+    assert_eq!(close_code(&mut on_b).await, 4001);
+
+    // And the other way: published on B, received on A.
+    let mut on_a = connect_to(a_https, &ca_a, &ws_path(&second), &[]).await;
+    assert_eq!(next_json(&mut on_a).await["type"], "connected");
+    let _third = login_at(b_https, &ca_b, "alice", "alice-password").await;
+    let m = next_of(&mut on_a, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "session_replaced", "{m}");
+    assert_eq!(close_code(&mut on_a).await, 4001);
+
+    // Published by the worker: Carol's account expires while her socket on B is open.
+    let carols = login_at(a_https, &ca_a, "carol", "carol-password").await;
+    let mut carol_on_b = connect_to(b_https, &ca_b, &ws_path(&carols), &[]).await;
+    assert_eq!(next_json(&mut carol_on_b).await["type"], "connected");
+    let m = next_of(&mut carol_on_b, "session_expired").await;
+    assert_eq!(m["data"]["reason"], "account_expired", "{m}");
+    assert_eq!(close_code(&mut carol_on_b).await, 4001);
 }
