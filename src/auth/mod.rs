@@ -23,11 +23,13 @@ pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod bootstrap;
 pub(crate) mod captcha;
+pub(crate) mod clone;
 pub(crate) mod credentials;
 pub(crate) mod current_user;
 pub(crate) mod levels;
 pub(crate) mod login;
 pub mod password;
+pub(crate) mod permissions;
 pub mod rate_limit;
 pub(crate) mod roles;
 pub(crate) mod sessions;
@@ -58,6 +60,8 @@ pub struct Auth {
     pub login_captcha: bool,
     pub db: Arc<Database>,
     pub redis: Arc<Redis>,
+    /// The roles' permission grants, in memory (`permissions`).
+    pub permissions: permissions::Catalog,
 }
 
 impl Auth {
@@ -80,6 +84,7 @@ impl Auth {
                 .map(|rule| rate_limit::RateLimiter::new(redis.clone(), rule)),
             single_session: sec.single_session,
             login_captcha: sec.login_captcha,
+            permissions: permissions::Catalog::new(db.clone()),
             db,
             redis,
         })
