@@ -1058,6 +1058,28 @@ mod tests {
         assert_eq!(code_for("GET", "/"), "unknown");
     }
 
+    /// Every catalogued code is the code of the route its row names, so the gate (which derives
+    /// the code from the request's route) finds it.
+    #[test]
+    fn the_seeded_codes_are_the_codes_of_their_routes() {
+        let sql = include_str!("../../migrations/0031_permissions.sql");
+        let mut rows = 0;
+        for line in sql
+            .lines()
+            .filter(|l| l.starts_with("    ('") && l.contains("/api/ef/v1"))
+        {
+            let fields: Vec<&str> = line.split('\'').collect();
+            // ('code', 'name', 'module', 'category'|NULL, 'METHOD', 'path', n)
+            let code = fields[1];
+            let method = fields[fields.len() - 4];
+            let path = fields[fields.len() - 2].trim_start_matches("/api/ef/v1");
+            assert_eq!(code_for(method, path), code, "{line}");
+            assert_eq!(code.split('.').next(), Some(fields[5]), "module of {code}");
+            rows += 1;
+        }
+        assert!(rows > 50, "{rows} rows parsed");
+    }
+
     #[test]
     fn patterns_cover_whole_segments_only() {
         assert!(covers("*", "auth.me.list"));
