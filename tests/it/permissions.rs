@@ -424,3 +424,68 @@ async fn the_codes_in_a_token_gate_the_routes_they_name() {
     assert_eq!(status, 200);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_is_judged_by_its_owners_role() {
+    let (db, srv) = setup().await;
+    let m1: i64 = db
+        .client()
+        .await
+        .query_one("SELECT id FROM users WHERE username = 'm1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    crate::common::insert_shop(&db, 501, m1).await;
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO user_shops (user_id, shop_id) VALUES ($1, 501)",
+            &[&m1],
+        )
+        .await
+        .unwrap();
+    let (admin, _) = tokens(&srv, "root", PW).await;
+    let (owner, _) = tokens(&srv, "m1", PW).await;
+    let (status, created) = call(
+        &srv,
+        Method::POST,
+        "/api-keys/",
+        &owner,
+        Some(json!({"name": "script"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    let with_key = |path: &'static str| {
+        let (srv, key) = (&srv, key.clone());
+        async move {
+            let r = srv
+                .client()
+                .get(srv.https_url(&format!("/api/ef/v1{path}")))
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, b) = with_key("/ozon/shops").await;
+    assert_eq!(status, 200, "{b}");
+    let main_role = role_id(&srv, &admin, "main_account").await;
+    let (status, _) = call(
+        &srv,
+        Method::DELETE,
+        &format!("/permissions/roles/{main_role}/permissions/ozon.shops.list"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, b) = with_key("/ozon/shops").await;
+    assert_eq!(status, 403, "{b}");
+    assert_eq!(code(&b), "INSUFFICIENT_PERMISSIONS");
+    let (status, _) = with_key("/ozon/products").await;
+    assert_eq!(status, 200);
+    srv.stop().await;
+}
