@@ -10,7 +10,9 @@ use http::request::Parts;
 
 use super::error::ApiError;
 use super::middleware::authenticate::Authentication;
-use crate::auth::{CurrentUser, Origin, current_user};
+use axum::extract::MatchedPath;
+
+use crate::auth::{CurrentUser, Origin, Via, clone, current_user, permissions};
 use crate::http::middleware::client_ip::ClientIp;
 use crate::http::middleware::request_id::RequestId;
 use crate::state::AppState;
@@ -33,9 +35,71 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Result<CurrentUser, Api
         }
     };
     let user = current_user::resolve(state.auth(), &presented).await?;
+    guard(parts, state, &user).await?;
     tracing::Span::current().record("user_id", user.id);
     parts.extensions.insert(user.clone());
     Ok(user)
+}
+
+/// The route's path pattern below the API prefix (`/auth/users/{user_id}`).
+fn route_path(parts: &Parts, state: &AppState) -> String {
+    let full = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let prefix = state.config().http.api_prefix.trim_end_matches('/');
+    match full.strip_prefix(prefix) {
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => full,
+    }
+}
+
+/// What every authenticated request passes before its handler: the permission gate
+/// (`auth::permissions`) and the audit row of a clone's write. (The clone restrictions are
+/// checked earlier, in `middleware::authenticate`, for every route.)
+async fn guard(parts: &mut Parts, state: &AppState, user: &CurrentUser) -> Result<(), ApiError> {
+    let path = route_path(parts, state);
+    if !permissions::never_gated(&path) {
+        let snapshot = state.auth().permissions.snapshot().await?;
+        let code = permissions::code_for(parts.method.as_str(), &path);
+        if snapshot.gated(&code) {
+            let role = user.role.as_str();
+            let in_token = match user.via {
+                Via::Session { .. } => user
+                    .permissions
+                    .iter()
+                    .any(|g| permissions::covers(g, &code)),
+                // A key has no token: its owner's role decides.
+                Via::ApiKey { .. } => true,
+            };
+            if !(in_token && snapshot.role_holds(role, &code)) {
+                return Err(permissions::denied(&code).into());
+            }
+        }
+    }
+    if user.clone.is_some() && is_write(&parts.method) {
+        let origin = match Origin::from_request_parts(parts, state).await {
+            Ok(o) => o,
+            Err(never) => match never {},
+        };
+        let client = state.db().get().await?;
+        clone::audit_request(
+            &client,
+            &user.actor(&origin),
+            &parts.method,
+            parts.uri.path(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn is_write(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
 }
 
 impl FromRequestParts<AppState> for AnyStateUser {
@@ -51,11 +115,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let user = resolve(parts, state).await?;
-        let writes = matches!(
-            parts.method,
-            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-        );
-        user.admit(writes)?;
+        user.admit(is_write(&parts.method))?;
         Ok(user)
     }
 }

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod captcha;
 pub mod credit;
+pub mod clone;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -22,6 +23,7 @@ pub mod middleware;
 pub mod operator;
 pub mod ozon;
 pub mod realtime;
+pub mod permissions;
 pub mod settings;
 pub mod sync_services;
 pub mod system;
@@ -88,6 +90,7 @@ fn json_routes(state: &AppState) -> Router<AppState> {
             patch(users::reset_password),
         )
         .route("/auth/users/{user_id}/quota", get(users::quota))
+        .merge(clone_and_permission_routes())
         .route("/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/api-keys/", get(api_keys::list).post(api_keys::create))
         .route("/api-keys/{key_id}", delete(api_keys::delete))
@@ -169,6 +172,43 @@ fn credit_routes() -> Router<AppState> {
             "/admin/credit/module-configs/{module_key}",
             put(credit::update_module_config),
         )
+}
+
+/// `/auth/clone/*` and `/permissions/*` (`clone`, `permissions`).
+fn clone_and_permission_routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/clone/status", get(clone::status))
+        .route("/auth/clone/restore", post(clone::restore))
+        .route("/auth/clone/{user_id}", post(clone::start))
+        .route(
+            "/permissions/roles",
+            get(permissions::list_roles).post(permissions::create_role),
+        )
+        .route(
+            "/permissions/roles/{role_id}",
+            get(permissions::get_role)
+                .put(permissions::update_role)
+                .delete(permissions::delete_role),
+        )
+        .route(
+            "/permissions/roles/{role_id}/permissions",
+            get(permissions::role_codes).put(permissions::set_role_codes),
+        )
+        .route(
+            "/permissions/roles/{role_id}/permissions/{permission_code}",
+            post(permissions::add_role_code).delete(permissions::remove_role_code),
+        )
+        .route(
+            "/permissions/apis",
+            get(permissions::list_permissions).post(permissions::create_permission),
+        )
+        .route("/permissions/apis/modules", get(permissions::modules))
+        .route("/permissions/apis/tree", get(permissions::tree))
+        .route(
+            "/permissions/apis/{permission_id}",
+            put(permissions::update_permission).delete(permissions::delete_permission),
+        )
+        .route("/permissions/scan", post(permissions::scan))
 }
 
 pub async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {

@@ -39,6 +39,9 @@ pub struct UserActor {
     pub via_api_key: bool,
     /// The shops the user works with; `None` for admins (every shop).
     pub shop_ids: Option<Vec<i64>>,
+    /// The admin (id, username) acting as this user through a clone (`auth::clone`): audit rows
+    /// record both.
+    pub cloned_by: Option<(i64, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +163,11 @@ impl Actor {
                 "Log in first",
             )),
         }
+    }
+
+    /// The admin behind a clone, for the audit log's `original_user_id` and `original_username`.
+    pub fn cloned_by(&self) -> Option<&(i64, String)> {
+        self.user().and_then(|u| u.cloned_by.as_ref())
     }
 
     /// `audit_logs.user_id` and `username` for this actor.

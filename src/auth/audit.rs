@@ -58,12 +58,16 @@ impl<'a> Entry<'a> {
 /// login's single statement).
 pub const INSERT: &str =
     "INSERT INTO audit_logs (user_id, username, module, action, action_display, table_name,
-                                 record_id, changes, ip_address, user_agent, request_id, notes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+                                 record_id, changes, ip_address, user_agent, request_id, notes,
+                                 original_user_id, original_username)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 pub async fn write(c: &impl Sql, actor: &Actor, e: Entry<'_>) -> Result<(), DbError> {
     let (user_id, username) = actor.audit_identity();
     let user_id = user_id.and_then(|id| i32::try_from(id).ok());
+    let original = actor.cloned_by();
+    let original_id = original.and_then(|(id, _)| i32::try_from(*id).ok());
+    let original_name = original.map(|(_, name)| name.as_str());
     c.exec(
         INSERT,
         &[
@@ -79,6 +83,8 @@ pub async fn write(c: &impl Sql, actor: &Actor, e: Entry<'_>) -> Result<(), DbEr
             &actor.origin.user_agent,
             &actor.origin.request_id,
             &e.notes,
+            &original_id,
+            &original_name,
         ],
     )
     .await?;
@@ -168,7 +174,8 @@ pub async fn logs(c: &impl Sql, actor: &Actor, q: &LogQuery) -> Result<Value, Do
     let rows = c
         .rows(
             "SELECT id, user_id, username, module, action, action_display, table_name, record_id,
-                    changes, host(ip_address), user_agent, request_id, notes, created_at
+                    changes, host(ip_address), user_agent, request_id, notes, created_at,
+                    original_user_id, original_username
                FROM audit_logs
               WHERE created_at >= $1 AND ($2::timestamptz IS NULL OR created_at <= $2)
                 AND ($3::int IS NULL OR user_id = $3)
@@ -212,6 +219,9 @@ pub async fn logs(c: &impl Sql, actor: &Actor, q: &LogQuery) -> Result<Value, Do
                 "request_id": r.get::<_, Option<String>>(11),
                 "notes": r.get::<_, Option<String>>(12),
                 "created_at": r.get::<_, DateTime<Utc>>(13),
+                // The admin behind a clone, when one acted.
+                "original_user_id": r.get::<_, Option<i32>>(14),
+                "original_username": r.get::<_, Option<String>>(15),
             })
         })
         .collect();

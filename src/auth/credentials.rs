@@ -15,6 +15,8 @@ use super::tokens::{AccessClaims, TokenError, TokenKeys};
 pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// The request's credentials, parsed and verified.
+// The claims are a few hundred bytes, made once per request: not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Presented {
     /// Nothing presented.

@@ -40,6 +40,49 @@ pub struct CurrentUser {
     pub shop_ids: Option<Vec<i64>>,
     pub state: AccountState,
     pub via: Via,
+    /// Set when an admin acts as this user (`auth::clone`).
+    pub clone: Option<CloneOf>,
+}
+
+/// The admin behind a clone token, and the clone's deadline.
+#[derive(Debug, Clone)]
+pub struct CloneOf {
+    pub session_id: String,
+    pub admin_id: i64,
+    pub admin_username: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// The clone a token speaks for: `None` for ordinary tokens; an error for a clone token whose
+/// deadline has passed (however long its `exp` is) or whose clone claims are incomplete.
+fn clone_of(claims: &AccessClaims) -> Result<Option<CloneOf>, DomainError> {
+    if claims.is_cloned != Some(true) {
+        return Ok(None);
+    }
+    let (Some(session_id), Some(admin_id), Some(admin_username), Some(expires_at)) = (
+        claims.clone_session_id.clone(),
+        claims.original_user_id,
+        claims.original_username.clone(),
+        claims.clone_expires_at,
+    ) else {
+        return Err(unauthenticated(
+            "INVALID_TOKEN",
+            "The clone token is incomplete",
+        ));
+    };
+    if super::tokens::now_s() >= expires_at {
+        return Err(unauthenticated(
+            "CLONE_EXPIRED",
+            "The clone session has ended (30 minutes); log in again as yourself",
+        ));
+    }
+    Ok(Some(CloneOf {
+        session_id,
+        admin_id,
+        admin_username,
+        expires_at,
+    }))
 }
 
 fn unauthenticated(
@@ -70,6 +113,10 @@ impl CurrentUser {
                 expires_at: self.state.expires_at,
                 via_api_key: matches!(self.via, Via::ApiKey { .. }),
                 shop_ids: self.shop_ids.clone(),
+                cloned_by: self
+                    .clone
+                    .as_ref()
+                    .map(|c| (c.admin_id, c.admin_username.clone())),
             }),
             origin: origin.clone(),
         }
@@ -129,6 +176,7 @@ fn invalid_key() -> DomainError {
 }
 
 async fn from_claims(auth: &Auth, claims: &AccessClaims) -> Result<CurrentUser, DomainError> {
+    let clone = clone_of(claims)?;
     let account = match auth.store.check(claims).await {
         Ok(s) => s,
         Err(CheckError::Rejected(Rejection::SessionEnded)) => {
@@ -168,6 +216,7 @@ async fn from_claims(auth: &Auth, claims: &AccessClaims) -> Result<CurrentUser, 
             jti: claims.jti.clone(),
             exp: claims.exp,
         },
+        clone,
     })
 }
 
@@ -187,5 +236,6 @@ async fn from_api_key(auth: &Auth, hash: &str) -> Result<CurrentUser, DomainErro
         via: Via::ApiKey {
             key_id: owner.key_id,
         },
+        clone: None,
     })
 }

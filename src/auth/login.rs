@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use super::actor::{Actor, Origin, UserActor, Who};
 use super::audit::{self, Entry};
 use super::captcha;
+use super::clone;
+use super::current_user::CloneOf;
 use super::password::{self, needs_upgrade};
 use super::roles::{Blocked, Role};
 use super::sessions::{self, Rotation};
@@ -91,22 +93,33 @@ impl Tokens {
     }
 }
 
-/// Mint an access token and a refresh token for a session.
+/// Mint an access token and a refresh token for a session, carrying `permissions` (the role's
+/// codes, see `auth::permissions`). A clone's tokens carry its claims and never outlive its
+/// deadline: the access token expires at the earlier of its lifetime and the deadline, the
+/// refresh token at the deadline.
 pub fn issue(
     auth: &Auth,
     view: &UserView,
     session_token: &str,
     refresh_jti: &str,
+    permissions: Vec<String>,
+    clone: Option<&CloneOf>,
 ) -> Result<Tokens, DomainError> {
     let keys = &auth.keys;
     let user = &view.user;
     let now = now_s();
     let admin = user.role == Role::Admin;
+    let mut access_exp = now + keys.access_ttl.as_secs();
+    let mut refresh_exp = now + keys.refresh_ttl.as_secs();
+    if let Some(c) = clone {
+        access_exp = access_exp.min(c.expires_at);
+        refresh_exp = refresh_exp.min(c.expires_at);
+    }
     let access = AccessClaims {
         sub: user.id.to_string(),
         username: user.username.clone(),
         role: user.role.as_str().to_owned(),
-        permissions: user.permission_list(),
+        permissions,
         shop_id: user
             .primary_shop_id
             .or_else(|| view.shop_ids.first().copied()),
@@ -118,22 +131,32 @@ pub fn issue(
         session_token: Some(session_token.to_owned()),
         kind: "access".into(),
         jti: new_jti(),
-        exp: now + keys.access_ttl.as_secs(),
+        exp: access_exp,
         iat: now,
+        is_cloned: clone.map(|_| true),
+        clone_session_id: clone.map(|c| c.session_id.clone()),
+        original_user_id: clone.map(|c| c.admin_id),
+        original_username: clone.map(|c| c.admin_username.clone()),
+        clone_expires_at: clone.map(|c| c.expires_at),
     };
     let refresh = RefreshClaims {
         sub: user.id.to_string(),
         session_token: session_token.to_owned(),
         kind: "refresh".into(),
         jti: refresh_jti.to_owned(),
-        exp: now + keys.refresh_ttl.as_secs(),
+        exp: refresh_exp,
         iat: now,
     };
     Ok(Tokens {
         access_token: keys.sign(&access)?,
         refresh_token: keys.sign(&refresh)?,
-        expires_in: keys.access_ttl.as_secs(),
+        expires_in: access_exp.saturating_sub(now),
     })
+}
+
+/// The permission codes a role's tokens carry now.
+pub async fn codes_for(auth: &Auth, role: Role) -> Result<Vec<String>, DomainError> {
+    Ok(auth.permissions.snapshot().await?.codes_of(role.as_str()))
 }
 
 /// The actor a user is once their password is checked (for the login's audit row).
@@ -147,6 +170,7 @@ fn as_actor(view: &UserView, origin: &Origin) -> Actor {
             expires_at: view.user.expires_at,
             via_api_key: false,
             shop_ids: None,
+            cloned_by: None,
         }),
         origin: origin.clone(),
     }
@@ -157,7 +181,7 @@ fn as_actor(view: &UserView, origin: &Origin) -> Actor {
 /// sessions' tokens and the new `last_login_at`.
 const START_SESSION: &str = "WITH ended AS (
         UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = 'replaced'
-         WHERE $7 AND user_id = $1 AND is_active RETURNING session_token
+         WHERE $7 AND user_id = $1 AND is_active AND cloned_by IS NULL RETURNING session_token
     ), started AS (
         INSERT INTO user_login_sessions (user_id, session_token, ip_address, user_agent, refresh_jti, expires_at)
         VALUES ($1, $2, $3, $4, $5, $6)
@@ -324,7 +348,8 @@ pub async fn login(
     effects.stale([view.user.id]);
     auth.apply(effects).await;
 
-    let tokens = issue(auth, &view, &session_token, &refresh_jti)?;
+    let codes = codes_for(auth, view.user.role).await?;
+    let tokens = issue(auth, &view, &session_token, &refresh_jti, codes, None)?;
     Ok((tokens, view))
 }
 
@@ -407,11 +432,37 @@ pub async fn refresh(
         auth.apply(effects).await;
         return Err(blocked_error(b));
     }
+    // A clone's refresh stays a clone (the original's escape: it minted an ordinary 7-day token
+    // for the impersonated user), bounded by the clone's deadline, and only while its admin is
+    // still an active admin.
+    let clone = match clone::of_session(work.tx(), &claims.session_token).await? {
+        None => None,
+        Some(clone::Found::Valid(c)) => Some(c),
+        Some(clone::Found::AdminGone) => {
+            sessions::end(work.tx(), &claims.session_token, "clone_admin_gone").await?;
+            work.effects().end_sessions(
+                user_id,
+                vec![claims.session_token.clone()],
+                "clone_admin_gone",
+            );
+            let effects = work.commit().await?;
+            auth.apply(effects).await;
+            return Err(session_ended());
+        }
+    };
     let effects = work.commit().await?;
     drop(client);
     auth.apply(effects).await;
     auth.store.revoke(&claims.jti, claims.exp).await;
-    issue(auth, &view, &claims.session_token, &new_jti)
+    let codes = codes_for(auth, view.user.role).await?;
+    issue(
+        auth,
+        &view,
+        &claims.session_token,
+        &new_jti,
+        codes,
+        clone.as_ref(),
+    )
 }
 
 /// Revoke the access token (and the refresh token when it belongs to the same session) and end

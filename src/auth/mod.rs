@@ -23,11 +23,13 @@ pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod bootstrap;
 pub(crate) mod captcha;
+pub(crate) mod clone;
 pub(crate) mod credentials;
 pub(crate) mod current_user;
 pub(crate) mod levels;
 pub(crate) mod login;
 pub mod password;
+pub(crate) mod permissions;
 pub mod rate_limit;
 pub(crate) mod roles;
 pub(crate) mod sessions;
@@ -60,6 +62,8 @@ pub struct Auth {
     pub redis: Arc<Redis>,
     /// Tells the websockets of ended sessions (`session_expired`).
     pub realtime: crate::realtime::Realtime,
+    /// The roles' permission grants, in memory (`permissions`).
+    pub permissions: permissions::Catalog,
 }
 
 impl Auth {
@@ -87,6 +91,7 @@ impl Auth {
                 .map(|rule| rate_limit::RateLimiter::new(redis.clone(), rule)),
             single_session: sec.single_session,
             login_captcha: sec.login_captcha,
+            permissions: permissions::Catalog::new(db.clone()),
             db,
             redis,
             realtime,

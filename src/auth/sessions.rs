@@ -320,12 +320,13 @@ pub async fn end(c: &impl Sql, token: &str, reason: &str) -> Result<bool, DbErro
     Ok(row.is_some())
 }
 
-/// End every active session of a user (password reset, deactivation); returns their tokens.
+/// End every active session of a user (password reset, deactivation), and every clone the user
+/// opened as an admin; returns their tokens.
 pub async fn end_all(c: &impl Sql, user_id: i64, reason: &str) -> Result<Vec<String>, DbError> {
     let tokens: Vec<String> = c
         .rows(
             "UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = $2
-              WHERE user_id = $1 AND is_active RETURNING session_token",
+              WHERE (user_id = $1 OR cloned_by = $1) AND is_active RETURNING session_token",
             &[&user_id, &reason],
         )
         .await?

@@ -30,6 +30,19 @@ pub struct AccessClaims {
     pub jti: String,
     pub exp: u64,
     pub iat: u64,
+    /// Clone identity (an admin acting as this user, `auth::clone`): the original's claim names,
+    /// which the web app reads, plus the clone's deadline. Absent from ordinary tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_cloned: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_user_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_username: Option<String>,
+    /// Unix seconds; no request is served with the clone after it, whatever `exp` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_expires_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -180,6 +193,11 @@ mod tests {
             jti: new_jti(),
             exp,
             iat: now_s(),
+            is_cloned: None,
+            clone_session_id: None,
+            original_user_id: None,
+            original_username: None,
+            clone_expires_at: None,
         }
     }
 

@@ -172,11 +172,6 @@ impl User {
             parent_user_id: self.parent_user_id,
         }
     }
-
-    /// The `permissions` JSON column as a list of strings (anything else is ignored).
-    pub fn permission_list(&self) -> Vec<String> {
-        permission_list(&self.permissions)
-    }
 }
 
 /// A `permissions` JSON value as a list of strings (anything else is ignored).
