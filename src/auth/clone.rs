@@ -25,7 +25,8 @@
 //!   logs in again — a clone token never mints a fresh admin session.
 //!
 //! The seller's own logins do not end a clone (the single-session rule skips clone sessions);
-//! deactivating the seller or the admin, or resetting either's password, ends it.
+//! the admin logging out of the session the clone was opened from, deactivating the seller or
+//! the admin, or resetting either's password, ends it.
 
 use std::time::Duration;
 
@@ -353,6 +354,23 @@ pub async fn restore(
     let codes = login::codes_for(auth, admin.user.role).await?;
     let tokens = login::issue(auth, &admin, &origin, &jti, codes, None)?;
     Ok(Restored::Back(tokens, Box::new(admin)))
+}
+
+/// End the clones opened from an admin's session (the admin logs out: nothing opened from that
+/// login outlives it). Returns the ended sessions' (token, user id).
+pub async fn end_opened_from(
+    c: &impl Sql,
+    admin_session: &str,
+) -> Result<Vec<(String, i64)>, DomainError> {
+    Ok(c.rows(
+        "UPDATE user_login_sessions SET is_active = false, ended_at = now(), end_reason = 'clone_admin_logout'
+          WHERE clone_origin_session = $1 AND is_active RETURNING session_token, user_id",
+        &[&admin_session],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
 }
 
 /// Record a clone's write request before it runs (both identities), so even an action no

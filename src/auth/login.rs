@@ -495,6 +495,10 @@ pub async fn logout(
         let mut client = auth.db.get().await?;
         let mut work = Work::begin(&mut client).await?;
         sessions::end(work.tx(), token, "logout").await?;
+        for (clone_token, clone_user) in clone::end_opened_from(work.tx(), token).await? {
+            work.effects()
+                .end_sessions(clone_user, vec![clone_token], "clone_admin_logout");
+        }
         audit::write(
             work.tx(),
             &user.actor(origin),

@@ -56,6 +56,8 @@ use crate::domain::{Checks, DomainError, Work};
 
 /// How long the in-memory grants are trusted before they are re-read.
 const CATALOG_TTL: Duration = Duration::from_secs(30);
+/// After a failed re-read, the previous grants are used this long before the next attempt.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// At most this many codes in one `PUT /permissions/roles/{id}/permissions`.
 const MAX_CODES: usize = 2000;
 
@@ -202,7 +204,15 @@ impl Catalog {
             }
             Err(e) => match self.stale() {
                 Some(s) => {
-                    tracing::warn!(error = %e, "permission grants not re-read; using the previous ones");
+                    tracing::warn!(error = %e, "permission grants not re-read; using the previous ones for a few seconds");
+                    // Retry in a few seconds, not on every request: while the database is down
+                    // each attempt would wait for the pool's timeout.
+                    if let (Ok(mut w), Some(at)) = (
+                        self.current.write(),
+                        Instant::now().checked_sub(CATALOG_TTL.saturating_sub(RETRY_AFTER_FAILURE)),
+                    ) {
+                        *w = Some((at, s.clone()));
+                    }
                     Ok(s)
                 }
                 None => Err(e.into()),

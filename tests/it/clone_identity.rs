@@ -332,6 +332,20 @@ async fn one_clone_per_admin_and_the_sellers_own_login_is_untouched() {
     let (status, _) = call(&w.srv, Method::GET, "/auth/me", &seller, None).await;
     assert_eq!(status, 200, "the seller's own session is not a clone");
 
+    // The admin logging out ends the clone opened from that login.
+    let r = w
+        .srv
+        .client()
+        .post(w.srv.https_url("/api/ef/v1/auth/logout"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (status, _) = call(&w.srv, Method::GET, "/auth/me", &second, None).await;
+    assert_eq!(status, 401, "the clone must end with the admin's login");
+    let (admin, _) = tokens(&w.srv, "root", PW).await;
+
     // Parallel starts still leave one.
     let mut tasks = Vec::new();
     for target in [w.m1, w.m2, w.m1, w.m2] {
