@@ -35,6 +35,9 @@ use crate::state::AppState;
 #[derive(Clone)]
 pub struct ConnectionSlots(pub std::sync::Arc<tokio::sync::Semaphore>);
 
+/// The initial read buffer of a socket (it grows for a larger message, up to the limit).
+const READ_BUFFER: usize = 4096;
+
 /// What the upgrade URL carries.
 struct Query {
     token: Option<String>,
@@ -121,9 +124,13 @@ pub async fn ws(
         }
     };
     let limits = state.config().http.ws;
+    // Small buffers: tungstenite's defaults (128 KiB each way) made an idle socket cost ~160 KiB;
+    // messages are small and the send queue bounds what waits.
     let upgrade = upgrade
         .max_message_size(limits.max_message_size)
-        .max_frame_size(limits.max_message_size);
+        .max_frame_size(limits.max_message_size)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
     let query = parse_query(&uri);
     if query.probe && conn.is_some_and(|c| c.0.is_local_operator(&headers)) {
         // The go-live check's "WebSocket 连接正常": the upgrade and the first message work.

@@ -36,6 +36,7 @@ mod ozon_products;
 mod ozon_shops;
 mod process;
 mod realtime;
+mod realtime_bench;
 mod request_span;
 mod roles;
 mod round_trips;
