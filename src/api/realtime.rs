@@ -35,16 +35,22 @@ use crate::state::AppState;
 #[derive(Clone)]
 pub struct ConnectionSlots(pub std::sync::Arc<tokio::sync::Semaphore>);
 
+/// The initial read buffer of a socket (it grows for a larger message, up to the limit).
+const READ_BUFFER: usize = 4096;
+
 /// What the upgrade URL carries.
 struct Query {
     token: Option<String>,
     shop_ids: Result<Vec<i64>, String>,
+    /// `?probe=1` from the local operator (`euraflow check`): `connected`, then close 1000.
+    probe: bool,
 }
 
 fn parse_query(uri: &Uri) -> Query {
     let mut q = Query {
         token: None,
         shop_ids: Ok(Vec::new()),
+        probe: false,
     };
     for pair in uri.query().unwrap_or("").split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -54,6 +60,7 @@ fn parse_query(uri: &Uri) -> Query {
         match k {
             "token" if !v.is_empty() => q.token = Some(v),
             "shop_ids" => q.shop_ids = protocol::parse_query_shop_ids(&v),
+            "probe" => q.probe = v == "1",
             _ => {}
         }
     }
@@ -101,6 +108,7 @@ pub async fn ws(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     client_ip: Option<axum::Extension<ClientIp>>,
     slots: Option<axum::Extension<ConnectionSlots>>,
+    conn: Option<axum::Extension<crate::http::server::ConnInfo>>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
@@ -116,10 +124,30 @@ pub async fn ws(
         }
     };
     let limits = state.config().http.ws;
+    // Small buffers: tungstenite's defaults (128 KiB each way) made an idle socket cost ~160 KiB;
+    // messages are small and the send queue bounds what waits.
     let upgrade = upgrade
         .max_message_size(limits.max_message_size)
-        .max_frame_size(limits.max_message_size);
+        .max_frame_size(limits.max_message_size)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
     let query = parse_query(&uri);
+    if query.probe && conn.is_some_and(|c| c.0.is_local_operator(&headers)) {
+        // The go-live check's "WebSocket 连接正常": the upgrade and the first message work.
+        return upgrade.on_upgrade(|mut socket| async move {
+            let hello = protocol::connected(0, &[]).to_string();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                socket.send(Message::Text(hello.into())).await?;
+                socket
+                    .send(Message::Close(Some(CloseFrame {
+                        code: close::NORMAL,
+                        reason: "probe".into(),
+                    })))
+                    .await
+            })
+            .await;
+        });
+    }
     let outcome = admit(&state, &headers, query, client_ip.map(|c| c.0.0), slots).await;
     let hub = state.realtime().hub().clone();
     upgrade.on_upgrade(move |mut socket| async move {

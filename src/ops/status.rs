@@ -57,6 +57,17 @@ pub struct ServerView {
     pub jobs: Option<JobsOverview>,
     #[serde(default)]
     pub jobs_error: Option<String>,
+    /// This process's websockets.
+    #[serde(default)]
+    pub websockets: Option<WebsocketCounts>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebsocketCounts {
+    pub connections: usize,
+    pub users: usize,
+    /// `ok`, or `degraded` while messages do not reach other processes (Redis).
+    pub fanout: String,
 }
 
 pub async fn pg_counts(client: &tokio_postgres::Client) -> Result<PgCounts, tokio_postgres::Error> {
@@ -123,6 +134,15 @@ pub async fn server_view(state: &AppState) -> Result<ServerView, DbError> {
         redis_error,
         jobs,
         jobs_error,
+        websockets: Some({
+            let rt = state.realtime();
+            let hub = rt.hub().stats();
+            WebsocketCounts {
+                connections: hub.connections,
+                users: hub.users,
+                fanout: if rt.fanout_ok() { "ok" } else { "degraded" }.to_owned(),
+            }
+        }),
     })
 }
 
@@ -134,7 +154,7 @@ async fn jobs_overview(client: &tokio_postgres::Client) -> (Option<JobsOverview>
 }
 
 /// The loopback address of the plain listener, as a client on this machine reaches it.
-fn local_address(config: &Config) -> SocketAddr {
+pub(crate) fn local_address(config: &Config) -> SocketAddr {
     let addr = config.http.http_listen;
     if addr.ip().is_unspecified() {
         let ip: IpAddr = if addr.is_ipv4() {
@@ -256,6 +276,7 @@ async fn direct(config: &Config, server_error: String) -> ServerView {
         redis_error,
         jobs,
         jobs_error,
+        websockets: None,
     }
 }
 
@@ -276,6 +297,12 @@ fn render(view: &ServerView, addr: SocketAddr) -> String {
         )),
         (None, Some(e)) => out.push_str(&format!("server      {e}\n")),
         (None, None) => {}
+    }
+    if let Some(w) = &view.websockets {
+        out.push_str(&format!(
+            "websockets  {} open, {} users, fan-out {}\n",
+            w.connections, w.users, w.fanout
+        ));
     }
     let check = |name: &str| -> String {
         let c = &view.health["checks"][name];

@@ -41,6 +41,7 @@ mod ozon_shops;
 mod permissions;
 mod process;
 mod realtime;
+mod realtime_bench;
 mod request_span;
 mod roles;
 mod round_trips;

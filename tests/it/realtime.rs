@@ -831,3 +831,80 @@ async fn two_servers_and_a_worker_reach_each_others_sockets() {
     assert_eq!(m["data"]["reason"], "account_expired", "{m}");
     assert_eq!(close_code(&mut carol_on_b).await, 4001);
 }
+
+/// `euraflow check` opens a websocket to the running server ("WebSocket 连接正常"); status and
+/// metrics count the open sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_status_and_metrics_see_the_websockets() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = production_env(dir.path());
+    env.extend(db.env());
+    let env2 = env.clone();
+    let dir_path = dir.path().to_path_buf();
+    let p =
+        tokio::task::spawn_blocking(move || Process::spawn(&dir_path, &["serve"], &as_refs(&env2)))
+            .await
+            .unwrap();
+    let (https, http) = (p.https.unwrap(), p.http.unwrap());
+    let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).unwrap();
+    let access = login_at(https, &ca, "alice", "alice-password").await;
+    let mut ws = connect_to(
+        https,
+        &ca,
+        &format!("/api/ef/v1/notifications/ws?token={access}"),
+        &[],
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "connected");
+
+    let status: Value = reqwest::get(format!("http://{http}/api/ef/v1/system/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["data"]["websockets"]["connections"], 1, "{status}");
+    assert_eq!(status["data"]["websockets"]["fanout"], "ok", "{status}");
+    let stats: Value = reqwest::get(format!("http://{http}/api/ef/v1/notifications/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["data"]["users"], 1, "{stats}");
+    let metrics = reqwest::get(format!("http://{http}/api/ef/v1/system/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ef_ws_connections 1"), "{metrics}");
+    assert!(metrics.contains("ef_ws_messages_sent_total"), "{metrics}");
+
+    // An outsider cannot use the check's probe: without a token it is a 4001.
+    let mut outsider = connect_to(https, &ca, "/api/ef/v1/notifications/ws?probe=1", &[]).await;
+    assert_eq!(close_code(&mut outsider).await, 4001);
+
+    let mut check_env = env.clone();
+    check_env.retain(|(k, _)| k != "EF__API_PORT");
+    check_env.push(("EF__API_PORT".into(), http.port().to_string()));
+    check_env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
+    let out = Command::new(common::BIN)
+        .args(["check", "--json"])
+        .env_clear()
+        .envs(check_env)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let item = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "websocket")
+        .cloned()
+        .unwrap_or_else(|| panic!("no websocket check: {v}"));
+    assert_eq!(item["outcome"], "pass", "{item}");
+    drop(ws);
+}

@@ -153,6 +153,7 @@ pub async fn collect(loaded: &Loaded, problems: &[ConfigError]) -> Vec<Item> {
     items.extend(tls_items(c));
     items.extend(database_items(c).await);
     items.extend(redis_items(c).await);
+    items.push(websocket_item(c).await);
     items.push(backup_item(c));
     items.extend(port_items());
     items.push(firewall_item());
@@ -453,6 +454,50 @@ async fn redis_items(c: &Config) -> Vec<Item> {
         None => warn("redis_memory_policy", "unknown (CONFIG is disabled)", "use allkeys-lru"),
     });
     out
+}
+
+/// The guide's "WebSocket 连接正常": open a websocket to the running server (the loopback plain
+/// listener, as the local operator) and expect `connected`.
+async fn websocket_item(c: &Config) -> Item {
+    let addr = crate::ops::status::local_address(c);
+    let url = format!("ws://{addr}{}/notifications/ws?probe=1", c.http.api_prefix);
+    let probe = async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+        use futures_util::StreamExt;
+        while let Some(m) = ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m? {
+                return Ok(t.contains("\"connected\""));
+            }
+        }
+        Ok::<bool, tokio_tungstenite::tungstenite::Error>(false)
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+        Ok(Ok(true)) => pass("websocket", format!("WebSocket 连接正常 ({url})")),
+        Ok(Ok(false)) => fail(
+            "websocket",
+            format!("{url} upgraded but sent no connected message"),
+            "see journalctl -u euraflow",
+        ),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Io(e)))
+            if e.kind() == std::io::ErrorKind::ConnectionRefused =>
+        {
+            warn(
+                "websocket",
+                format!("no server answers at {addr}"),
+                "start the server (systemctl start euraflow.socket euraflow) and run the check again",
+            )
+        }
+        Ok(Err(e)) => fail(
+            "websocket",
+            format!("{url}: {e}"),
+            "see journalctl -u euraflow",
+        ),
+        Err(_) => fail(
+            "websocket",
+            format!("{url}: no answer within 5 s"),
+            "see journalctl -u euraflow",
+        ),
+    }
 }
 
 fn backup_item(c: &Config) -> Item {
