@@ -97,6 +97,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print shell completions to standard output (the package installs bash and zsh ones)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (euraflow(8) and one per command, roff) into DIR; the package
+    /// build installs them
+    #[command(hide = true)]
+    Manpage {
+        /// Where to write euraflow.8 and euraflow-<command>.8
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +162,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restore { file: dump, force } => one_shot(dev, file, |loaded| async move {
             ops::backup::run_restore(&loaded.config, &dump, force).await
         }),
+        Command::Completions { shell } => ops::manual::completions(shell),
+        Command::Manpage { dir } => ops::manual::manpages(&dir),
         Command::Status { json } => one_shot(dev, file, |loaded| async move {
             ops::status::run(&loaded.config, json).await
         }),

@@ -208,6 +208,18 @@ phase_install() {
 	is "database euraflow owned by euraflow, UTF8" "euraflow UTF8" bash -c "cd / && runuser -u postgres -- psql -XAtF' ' -c \"select pg_get_userbyid(datdba), pg_encoding_to_char(encoding) from pg_database where datname = 'euraflow'\""
 	is "the euraflow user connects by peer authentication" euraflow bash -c "cd / && runuser -u euraflow -- psql -XAt -d euraflow -c 'select current_user'"
 
+	section "manual pages, completions, operator guides"
+	has "euraflow(8) installed" ".TH euraflow 8" bash -c "zcat /usr/share/man/man8/euraflow.8.gz"
+	has "euraflow-user-create(8) installed" "user create" bash -c "zcat /usr/share/man/man8/euraflow-user-create.8.gz"
+	if command -v man >/dev/null; then
+		has "man euraflow renders" "EXIT STATUS" bash -c "MANPAGER=cat man euraflow"
+	fi
+	has "bash completion for euraflow" "complete -F _euraflow" cat /usr/share/bash-completion/completions/euraflow
+	check "zsh completion for euraflow" test -s /usr/share/zsh/vendor-completions/_euraflow
+	has "operations guide (English)" "Troubleshooting by symptom" cat /usr/share/doc/euraflow/operations.md
+	has "operations guide (Chinese)" "故障排查" cat /usr/share/doc/euraflow/operations.zh-CN.md
+	check "alert rules shipped" test -s /usr/share/doc/euraflow/examples/prometheus/euraflow-alerts.yml
+
 	section "units"
 	local units=(euraflow.socket euraflow-http.socket euraflow.service euraflow-worker.service
 		euraflow-backup.service euraflow-backup.timer)

@@ -5,6 +5,7 @@
 pub mod backup;
 pub(crate) mod check;
 pub(crate) mod config;
+pub(crate) mod manual;
 pub(crate) mod migrate;
 pub(crate) mod secrets;
 pub(crate) mod status;
