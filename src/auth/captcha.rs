@@ -15,8 +15,9 @@
 //!   `blind_guessing` unit test);
 //! - the token it yields is single-use.
 //!
-//! Whether login *requires* the token is `EF__LOGIN_CAPTCHA` (off by default: a captcha adds
-//! little against a rate-limited, locking-out login, and scripts log in without one).
+//! Whether login *requires* the token is `EF__LOGIN_CAPTCHA`: on in production, as the original
+//! (the web app always solves it), off with `--dev` so scripts and tests log in without one.
+//! Required and Redis down, it fails closed (503 `CAPTCHA_UNAVAILABLE`).
 
 use base64::Engine;
 use serde::Deserialize;
