@@ -56,6 +56,8 @@ pub struct Auth {
     pub login_limiter: rate_limit::LoginLimiter,
     /// `None` when `EF__RATE_LIMIT_ENABLED=false`.
     pub rate_limiter: Option<rate_limit::RateLimiter>,
+    /// `GET /auth/captcha` per client IP (always on: each one costs image work).
+    pub captcha_limiter: rate_limit::RateLimiter,
     pub single_session: bool,
     pub login_captcha: bool,
     pub db: Arc<Database>,
@@ -89,6 +91,7 @@ impl Auth {
             rate_limiter: sec
                 .rate_limit
                 .map(|rule| rate_limit::RateLimiter::new(redis.clone(), rule)),
+            captcha_limiter: rate_limit::RateLimiter::new(redis.clone(), captcha::RATE_LIMIT),
             single_session: sec.single_session,
             login_captcha: sec.login_captcha,
             permissions: permissions::Catalog::new(db.clone()),

@@ -332,8 +332,11 @@ pub static KEYS: &[Key] = &[
     key(
         "EF__LOGIN_CAPTCHA",
         "security",
-        Value("false"),
-        "Require a solved slider captcha (/auth/captcha) to log in. Off: the web app still shows it, its token is not checked.",
+        ByMode {
+            production: "true",
+            development: "false",
+        },
+        "Require a solved slider captcha (/auth/captcha) to log in, as the original did; the web app always solves it. Off (the --dev default, for scripts and tests): its token is not checked. While Redis is down a required captcha answers 503 CAPTCHA_UNAVAILABLE.",
     ),
     key(
         "EF__SINGLE_SESSION",

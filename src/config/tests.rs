@@ -41,6 +41,10 @@ fn production_defaults_are_the_guides_values() {
     assert_eq!(c.worker.concurrency, 12);
     let rl = c.security.rate_limit.unwrap();
     assert_eq!((rl.requests, rl.per.as_secs()), (100, 60));
+    assert!(
+        c.security.login_captcha,
+        "production requires the captcha (issue 14)"
+    );
     assert!(!c.debug);
     assert_eq!(c.http.max_body_size, 50 * 1024 * 1024);
     assert_eq!(c.http.request_timeout, Duration::from_secs(60));
@@ -239,6 +243,10 @@ fn dev_mode_generates_and_keeps_a_secret() {
         ListenAddr::On("127.0.0.1:8443".parse().unwrap())
     );
     assert!(first.config.http.hsts.is_none());
+    assert!(
+        !first.config.security.login_captcha,
+        "--dev logs in without the captcha"
+    );
     let second = load(&o).unwrap();
     assert!(
         second

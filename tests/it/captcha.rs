@@ -250,8 +250,21 @@ async fn a_fixed_blind_guess_rarely_solves_a_puzzle() {
     let srv = TestServer::start(&as_refs(&env)).await;
     let rounds = 200;
     let mut solved = 0;
-    for _ in 0..rounds {
-        let c = challenge(&srv).await;
+    for round in 0..rounds {
+        // Each puzzle from another address (the loopback listener trusts X-Forwarded-For):
+        // `GET /auth/captcha` allows 30 a minute per address.
+        let c: serde_json::Value = reqwest::Client::new()
+            .get(srv.http_url("/api/ef/v1/auth/captcha"))
+            .header(
+                "X-Forwarded-For",
+                format!("198.18.{}.{}", round / 250, round % 250 + 1),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let id = c["captcha_id"].as_str().unwrap();
         if verify(&srv, id, 120, 800).await["success"] == true {
             solved += 1;
@@ -263,6 +276,47 @@ async fn a_fixed_blind_guess_rarely_solves_a_puzzle() {
         rate * 100.0
     );
     assert!(rate <= 0.10, "{solved} of {rounds}");
+    srv.stop().await;
+}
+
+/// `GET /auth/captcha` has its own limit per client IP (each costs image work, unauthenticated):
+/// 30 a minute, then 429 with `Retry-After` in the API's error shape; other addresses go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenges_are_rate_limited_per_address() {
+    let (_prefix, env) = isolated(None);
+    let srv = TestServer::start(&as_refs(&env)).await;
+    let client = reqwest::Client::new();
+    let get = |ip: &'static str| {
+        let (client, url) = (client.clone(), srv.http_url("/api/ef/v1/auth/captcha"));
+        async move {
+            let r = client
+                .get(url)
+                .header("X-Forwarded-For", ip)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry: Option<u64> = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            (status, retry, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    for i in 0..30 {
+        let (status, _, body) = get("203.0.113.77").await;
+        assert_eq!(status, 200, "challenge {i}: {body}");
+    }
+    let (status, retry, body) = get("203.0.113.77").await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (429, "RATE_LIMIT_EXCEEDED"),
+        "{body}"
+    );
+    assert!(retry.is_some_and(|r| (1..=60).contains(&r)), "{retry:?}");
+    let (status, _, _) = get("203.0.113.78").await;
+    assert_eq!(status, 200, "another address is not limited");
     srv.stop().await;
 }
 
