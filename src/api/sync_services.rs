@@ -70,6 +70,8 @@ pub async fn trigger(
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
     let t = actions::trigger(&mut work, &user.actor(&origin), state.job_registry(), id).await?;
+    // Before the commit: the job may end before this handler runs again.
+    state.realtime().remember_job_owner(t.job_id, user.id).await;
     let _ = work.commit().await?;
     Ok(Json(json!({
         "ok": true,

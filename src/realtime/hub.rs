@@ -110,6 +110,9 @@ pub struct Hub {
     closing: CancellationToken,
     /// Every socket's task, so shutdown can wait for them (hyper does not track upgrades).
     tasks: TaskTracker,
+    /// At shutdown, each socket closes after a random delay up to this (ms), so that its client
+    /// (the web app reconnects a fixed 5 s after a close) comes back spread out, not all at once.
+    close_spread_ms: AtomicU64,
     pub(crate) metrics: WsMetrics,
 }
 
@@ -121,6 +124,7 @@ impl Hub {
             limits,
             closing: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            close_spread_ms: AtomicU64::new(0),
             metrics,
         }
     }
@@ -304,10 +308,22 @@ impl Hub {
         &self.closing
     }
 
+    /// How long this socket waits before its 1001 (random, below the spread).
+    pub fn close_delay(&self) -> std::time::Duration {
+        let spread = self.close_spread_ms.load(Ordering::Relaxed);
+        if spread == 0 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_millis(rand::random::<u64>() % spread)
+    }
+
     /// Close every socket with 1001 and wait (at most `bound`) until their tasks ended; returns
     /// how many were still open then.
     pub async fn close_all(&self, bound: std::time::Duration) -> usize {
         let open = self.lock().sockets.len();
+        let spread = (bound / 2).min(MAX_CLOSE_SPREAD);
+        self.close_spread_ms
+            .store(spread.as_millis() as u64, Ordering::Relaxed);
         self.closing.cancel();
         self.tasks.close();
         let left = match tokio::time::timeout(bound, self.tasks.wait()).await {
@@ -320,6 +336,9 @@ impl Hub {
         left
     }
 }
+
+/// Closing at shutdown is spread over at most this (and half the drain bound).
+const MAX_CLOSE_SPREAD: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn close_reason(code: u16) -> &'static str {
     match code {

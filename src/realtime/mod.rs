@@ -66,6 +66,47 @@ const MAX_ENVELOPE: usize = 256 * 1024;
 /// Between attempts to (re)subscribe.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
 
+/// Who triggered a job is kept this long (the job should have ended by then).
+const JOB_OWNER_TTL_S: u64 = 86_400;
+
+fn job_owner_key(redis: &Redis, job_id: i64) -> String {
+    redis.key(&format!("realtime:job:{job_id}"))
+}
+
+/// The worker's side of `job.finished` / `job.failed`: the user who triggered the job (if one
+/// did, see [`Realtime::remember_job_owner`]) is told how it ended. The jobs table records no
+/// user; the owner is a short-lived Redis key, taken once (a retried job reports its end).
+pub async fn job_ended(
+    config: &Config,
+    redis: &Arc<Redis>,
+    job_id: i64,
+    job_type: &str,
+    error: Option<&str>,
+) {
+    let owner: Result<Option<i64>, _> = redis
+        .query(redis::cmd("GETDEL").arg(job_owner_key(redis, job_id)))
+        .await;
+    let Ok(Some(owner)) = owner else { return };
+    let Ok(rt) = Realtime::publisher(config, redis.clone()) else {
+        return;
+    };
+    let (kind, data) = match error {
+        None => (
+            "job.finished",
+            serde_json::json!({"job_id": job_id, "job_type": job_type}),
+        ),
+        Some(e) => (
+            "job.failed",
+            serde_json::json!({"job_id": job_id, "job_type": job_type, "error": e.chars().take(500).collect::<String>()}),
+        ),
+    };
+    rt.notify(
+        Target::User(owner),
+        serde_json::json!({"type": kind, "data": data, "timestamp": protocol::now()}),
+    )
+    .await;
+}
+
 /// The session's name on the wire and in the hub: sha256 of its token, so the secret token
 /// never travels through Redis or sits in memory next to the socket.
 pub fn session_key(session_token: &str) -> String {
@@ -164,6 +205,25 @@ impl Realtime {
                 ));
                 self.0.hub.deliver(&env);
             }
+        }
+    }
+
+    /// Remember who triggered a job, so the worker can tell them how it ended (`job_ended`).
+    pub async fn remember_job_owner(&self, job_id: i64, user_id: i64) {
+        let key = job_owner_key(&self.0.redis, job_id);
+        let r: Result<(), _> = self
+            .0
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(user_id)
+                    .arg("EX")
+                    .arg(JOB_OWNER_TTL_S),
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(error = %e, job_id, "the job's end will not be announced");
         }
     }
 

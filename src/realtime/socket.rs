@@ -97,7 +97,11 @@ pub async fn run(socket: WebSocket, mut reg: Registration, mut peer: Peer) {
         let idle_at = last_heard + peer.idle_timeout;
         tokio::select! {
             biased;
-            () = closing.cancelled() => break Some((close::GOING_AWAY, "server restarting", "shutdown")),
+            () = closing.cancelled() => {
+                // Spread the reconnects: each socket closes after its own random delay.
+                tokio::time::sleep(hub.close_delay()).await;
+                break Some((close::GOING_AWAY, "server restarting", "shutdown"));
+            }
             (code, reason) = control.closed() => {
                 let label = if code == close::UNAUTHENTICATED { "session_expired" } else { "slow_reader" };
                 break Some((code, reason, label));

@@ -908,3 +908,55 @@ async fn check_status_and_metrics_see_the_websockets() {
     assert_eq!(item["outcome"], "pass", "{item}");
     drop(ws);
 }
+
+/// The user who triggers a job hears how it ended, from the worker (another process's role; here
+/// an in-process worker sharing the Redis prefix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_who_triggered_a_job_gets_job_finished() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, "admin", "admin", None, &hash("admin-password")).await;
+    let c = db.client().await;
+    let existing = c
+        .query_opt(
+            "SELECT id FROM sync_services WHERE service_key = 'ef.core.cleanup'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let id: i32 = match existing {
+        Some(r) => r.get(0),
+        None => c
+            .query_one(
+                "INSERT INTO sync_services (service_key, service_name, celery_task_name, service_type, schedule_config, is_enabled, config_json)
+                 VALUES ('ef.core.cleanup', 'cleanup', 'ef.core.cleanup', 'cron', '0 3 * * *', true, '{}') RETURNING id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0),
+    };
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let srv = server(&db, &[("EF__REDIS_PREFIX", &prefix)]).await;
+    let (admin, _) = tokens(&srv, "admin", "admin-password").await;
+    let mut ws = connect(&srv, &admin).await;
+    assert_eq!(next_json(&mut ws).await["type"], "connected");
+    let (status, trig) = common::call(
+        &srv,
+        reqwest::Method::POST,
+        &format!("/sync-services/{id}/trigger"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{trig}");
+    let job_id = trig["job_id"].as_i64().unwrap();
+
+    let harness = common::jobs::Harness::new(&db, &[("EF__REDIS_PREFIX", &prefix)]);
+    let worker = harness.start(euraflow::jobs::builtin_registry(), harness.options());
+    let m = next_of(&mut ws, "job.finished").await;
+    assert_eq!(m["data"]["job_id"], job_id, "{m}");
+    assert_eq!(m["data"]["job_type"], "ef.core.cleanup", "{m}");
+    worker.stop().await;
+    drop(ws);
+    srv.stop().await;
+}

@@ -2,7 +2,8 @@
 //! that it could run): N authenticated websockets over TLS to a real `serve` process, then
 //! - server RSS per connection,
 //! - broadcast-to-all latency (p50/p99), published on the Redis channel as the worker does,
-//! - the time for all N to reconnect after SIGTERM and a new process on the same ports.
+//! - the time for all N to reconnect after SIGTERM and a new process on the same ports (the
+//!   server spreads its 1001 closes over up to 2 s; this client retries after 50-100 ms).
 //!
 //! `BENCH_WS_N` (default 1000) connections; the script raises the file limit first.
 

@@ -115,6 +115,26 @@ impl Worker {
         let recorded = self
             .record(&job, &outcome, duration, (slot % METRIC_SHARDS) as i16)
             .await;
+        if recorded {
+            let error = match &outcome {
+                Outcome::Succeeded(_) => Some(None),
+                Outcome::Failed {
+                    error,
+                    retry_in: None,
+                } => Some(Some(error.as_str())),
+                Outcome::Failed { .. } => None,
+            };
+            if let Some(error) = error {
+                crate::realtime::job_ended(
+                    &self.env.config,
+                    &self.env.redis,
+                    job.id,
+                    &job.job_type,
+                    error,
+                )
+                .await;
+            }
+        }
         match (&outcome, recorded) {
             (_, false) => {}
             (Outcome::Succeeded(_), true) => tracing::info!(
