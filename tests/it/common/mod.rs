@@ -483,6 +483,10 @@ pub fn production_env(state_dir: &Path) -> Vec<(String, String)> {
         ("EF__HTTPS_LISTEN".into(), "127.0.0.1:0".into()),
         ("EF__API_PORT".into(), "0".into()),
         ("EF__SECRET_KEY".into(), config::generate_secret()),
+        // Production requires a solved captcha to log in (the default, tested by the config
+        // tests, tests/it/captcha.rs and the end-to-end test); the tests that log in through the
+        // real binary are about other things.
+        ("EF__LOGIN_CAPTCHA".into(), "false".into()),
     ]);
     env
 }
