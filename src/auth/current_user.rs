@@ -191,6 +191,12 @@ async fn from_claims(auth: &Auth, claims: &AccessClaims) -> Result<CurrentUser, 
                 "The token has been revoked",
             ));
         }
+        Err(CheckError::Rejected(Rejection::NoSession)) => {
+            return Err(unauthenticated(
+                "INVALID_TOKEN",
+                "The token belongs to no session; log in again",
+            ));
+        }
         Err(CheckError::Rejected(Rejection::UnknownUser)) => {
             return Err(unauthenticated(
                 "INVALID_TOKEN",

@@ -347,6 +347,9 @@ pub async fn login(
     effects.started_sessions.push(session_token.clone());
     effects.stale([view.user.id]);
     auth.apply(effects).await;
+    auth.store
+        .mark_session_of(view.user.id, &session_token)
+        .await;
 
     let codes = codes_for(auth, view.user.role).await?;
     let tokens = issue(auth, &view, &session_token, &refresh_jti, codes, None)?;

@@ -34,6 +34,8 @@ pub enum Rejection {
     Revoked,
     SessionEnded,
     UnknownUser,
+    /// A token that names no session: every token this server mints has one.
+    NoSession,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +94,17 @@ impl AuthStore {
             .sub
             .parse()
             .map_err(|_| CheckError::Rejected(Rejection::UnknownUser))?;
-        let session_key = claims.session_token.as_deref().map(|t| self.session_key(t));
-        let mut keys = vec![self.revoked_key(&claims.jti), self.state_key(user_id)];
-        if let (Some(k), Some(token)) = (&session_key, claims.session_token.as_deref()) {
-            keys.push(k.clone());
-            keys.push(self.seen_key(token));
-        }
+        // Every token this server issues belongs to a session; one without is refused (it would
+        // skip the session checks, and mattered only if the signing key leaked).
+        let Some(token) = claims.session_token.as_deref() else {
+            return Err(CheckError::Rejected(Rejection::NoSession));
+        };
+        let keys = vec![
+            self.revoked_key(&claims.jti),
+            self.state_key(user_id),
+            self.session_key(token),
+            self.seen_key(token),
+        ];
         let cached: Result<Vec<Option<String>>, _> =
             self.redis.query(redis::cmd("MGET").arg(&keys)).await;
         let Ok(cached) = cached else {
@@ -106,18 +113,19 @@ impl AuthStore {
         if cached.first().is_some_and(Option::is_some) {
             return Err(CheckError::Rejected(Rejection::Revoked));
         }
-        if let Some(token) = claims.session_token.as_deref() {
-            let active = match cached.get(2).cloned().flatten().as_deref() {
-                Some("1") => true,
-                Some(_) => false,
-                None => self.refill_session(token, user_id).await?,
-            };
-            if !active {
-                return Err(CheckError::Rejected(Rejection::SessionEnded));
-            }
-            if cached.get(3).is_none_or(Option::is_none) {
-                self.touch_session(token);
-            }
+        // The cached session names its user ("1:<id>"): a session token is good only for the
+        // user it was started for (PostgreSQL checks the same on a refill).
+        let active = match cached.get(2).cloned().flatten().as_deref() {
+            Some(v) if v == bound(user_id) => true,
+            Some("0") => false,
+            Some(v) if v.starts_with("1:") => false,
+            _ => self.refill_session(token, user_id).await?,
+        };
+        if !active {
+            return Err(CheckError::Rejected(Rejection::SessionEnded));
+        }
+        if cached.get(3).is_none_or(Option::is_none) {
+            self.touch_session(token);
         }
         let state = match cached
             .get(1)
@@ -187,10 +195,11 @@ impl AuthStore {
                 inherited: None,
             });
         }
+        let Some(token) = claims.session_token.as_deref() else {
+            return Err(CheckError::Rejected(Rejection::NoSession));
+        };
         let client = self.db.get().await?;
-        if let Some(token) = claims.session_token.as_deref()
-            && !session_active_in_db(&client, token, user_id).await?
-        {
+        if !session_active_in_db(&client, token, user_id).await? {
             return Err(CheckError::Rejected(Rejection::SessionEnded));
         }
         users::account_state(&client, user_id)
@@ -201,7 +210,9 @@ impl AuthStore {
     async fn refill_session(&self, token: &str, user_id: i64) -> Result<bool, CheckError> {
         let client = self.db.get().await?;
         let active = session_active_in_db(&client, token, user_id).await?;
-        self.mark_session(token, active).await;
+        if active {
+            self.mark_session_of(user_id, token).await;
+        }
         Ok(active)
     }
 
@@ -223,6 +234,24 @@ impl AuthStore {
                 .await;
         }
         Ok(state)
+    }
+
+    /// Cache a session as active for `user_id` (`login` does, so its first request needs no
+    /// database).
+    pub async fn mark_session_of(&self, user_id: i64, token: &str) {
+        let r: Result<(), _> = self
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(self.session_key(token))
+                    .arg(bound(user_id))
+                    .arg("EX")
+                    .arg(self.session_ttl_s.max(1)),
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "session cache not updated");
+        }
     }
 
     /// Record a session as active or ended in the cache. Failures are logged: PostgreSQL stays
@@ -249,9 +278,8 @@ impl AuthStore {
         for ended in &effects.ended_sessions {
             self.mark_session(&ended.token, false).await;
         }
-        for token in &effects.started_sessions {
-            self.mark_session(token, true).await;
-        }
+        // Started sessions are cached with their user by whoever knows it (`login` calls
+        // `mark_session_of`); otherwise the first request reads PostgreSQL once.
         let mut stale = effects.stale_users.clone();
         stale.sort_unstable();
         stale.dedup();
@@ -287,6 +315,11 @@ impl AuthStore {
             tracing::warn!(error = %e, "token revocation not stored in Redis; its session is ended in PostgreSQL");
         }
     }
+}
+
+/// The cached value of an active session of `user_id`.
+fn bound(user_id: i64) -> String {
+    format!("1:{user_id}")
 }
 
 async fn session_active_in_db(c: &impl Sql, token: &str, user_id: i64) -> Result<bool, DbError> {

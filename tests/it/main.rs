@@ -29,6 +29,7 @@ mod hardening_csp;
 mod hardening_http;
 mod hardening_input;
 mod hardening_login;
+mod hardening_sessions;
 mod http_server;
 mod identity;
 mod jobs;

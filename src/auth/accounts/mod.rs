@@ -37,6 +37,16 @@ fn not_found() -> DomainError {
     DomainError::not_found("USER_NOT_FOUND", "No such user")
 }
 
+/// Whether `me` may know that `target` exists: admins see everyone, others themselves, their
+/// children and their parent. For anyone else a user route answers 404 as for a missing id (a
+/// 403 told a non-admin which ids exist).
+fn visible(me: roles::Party<'_>, target: roles::Party<'_>) -> bool {
+    me.role == Role::Admin
+        || me.id == target.id
+        || target.parent_user_id == Some(me.id)
+        || me.parent_user_id == Some(target.id)
+}
+
 impl From<Denied> for DomainError {
     fn from(d: Denied) -> Self {
         DomainError::denied(d.code(), d.message())
@@ -333,6 +343,9 @@ pub async fn update(
         .user;
     let me = actor.party();
     if let Some(me) = me {
+        if !visible(me, target.party()) {
+            return Err(not_found());
+        }
         roles::may_manage(me, target.party())?;
     }
     let new_role = ch.role.unwrap_or(target.role);
@@ -456,6 +469,9 @@ pub async fn delete(work: &mut Work<'_>, actor: &Actor, id: i64) -> Result<(), D
         .ok_or_else(not_found)?
         .user;
     if let Some(me) = actor.party() {
+        if !visible(me, target.party()) {
+            return Err(not_found());
+        }
         roles::may_manage(me, target.party())?;
     }
     let tx = work.tx();
@@ -511,6 +527,9 @@ pub async fn reset_password(
         .ok_or_else(not_found)?
         .user;
     if let Some(me) = actor.party() {
+        if !visible(me, target.party()) {
+            return Err(not_found());
+        }
         roles::may_reset_password(me, target.party())?;
     }
     let hash = passwords.hash(password.expose()).await?;
