@@ -420,8 +420,24 @@ async fn oversized_messages_close_with_1009() {
     let mut ws = connect(&srv, &access).await;
     assert_eq!(next_json(&mut ws).await["type"], "connected");
     let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(70 * 1024));
-    ws.send(Message::Text(big.into())).await.unwrap();
-    assert_eq!(close_code(&mut ws).await, 1009);
+    // The server refuses the message from its frame header and closes at once. While this client
+    // is still writing the rest, the server's kernel may answer the unread bytes with a reset
+    // that loses the close frame (a browser then sees 1006). Either way the socket is closed
+    // (else the wait below times out), and a close frame that arrives says 1009.
+    let code = match ws.send(Message::Text(big.into())).await {
+        Err(_) => None,
+        Ok(()) => loop {
+            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("the socket is closed within 10 s");
+            match m {
+                Some(Ok(Message::Close(f))) => break Some(f.map_or(1005, |f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break None,
+            }
+        },
+    };
+    assert!(matches!(code, None | Some(1009)), "closed with {code:?}");
     srv.stop().await;
 }
 
