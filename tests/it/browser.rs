@@ -121,6 +121,11 @@ async fn the_web_app_loads_from_a_deep_link_and_logs_in_in_a_real_browser() {
         "me 200 legacy main_account shops [] settings object",
         "refresh 200 new pair true",
         "me after refresh 200",
+        // After login the page's websocket is open; a second login elsewhere reaches it through
+        // the realtime fan-out, then the close the web app takes as "log out".
+        "ws connected as me true",
+        "ws session_expired session_replaced",
+        "ws closed 4001",
         "missing asset 404",
         "headers nosniff SAMEORIGIN",
         // 204 as the original; the revoked token is refused from then on.
