@@ -9,6 +9,7 @@
 //! - a broken connection (PostgreSQL restarted, `pg_terminate_backend`) is noticed at checkout and
 //!   replaced.
 
+pub(crate) mod filter;
 pub mod migrate;
 pub mod prepare;
 pub(crate) mod sql;

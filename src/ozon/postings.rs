@@ -11,7 +11,6 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_postgres::types::ToSql;
 
 use super::Ozon;
 use super::global_settings;
@@ -21,6 +20,7 @@ use super::tasks::{self, SyncKind};
 use super::tenancy;
 use crate::auth::Actor;
 use crate::db::Database;
+use crate::db::filter::Filter;
 use crate::db::sql::Sql;
 use crate::domain::{Checks, DomainError, Work};
 
@@ -57,39 +57,6 @@ fn given(v: &Option<String>) -> Option<&str> {
 
 fn parse_int<T: std::str::FromStr>(s: &str) -> Result<T, &'static str> {
     s.parse().map_err(|_| "must be a whole number")
-}
-
-/// A WHERE clause under construction with its parameters.
-#[derive(Default)]
-struct Filter {
-    clauses: Vec<String>,
-    params: Vec<Box<dyn ToSql + Sync + Send>>,
-}
-
-impl Filter {
-    fn param(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
-        self.params.push(Box::new(v));
-        format!("${}", self.params.len())
-    }
-
-    fn push(&mut self, clause: String) {
-        self.clauses.push(clause);
-    }
-
-    fn sql(&self) -> String {
-        if self.clauses.is_empty() {
-            "TRUE".to_owned()
-        } else {
-            self.clauses.join(" AND ")
-        }
-    }
-
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect()
-    }
 }
 
 /// One shop as an equality (the per-shop indexes serve the order), many as `ANY`, all as nothing.

@@ -11,7 +11,6 @@
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_postgres::types::ToSql;
 
 use super::Ozon;
 use super::product_sync::{self, Mode, ProductSync, SyncError};
@@ -19,6 +18,7 @@ use super::tasks::{self, SyncKind};
 use super::tenancy;
 use crate::auth::Actor;
 use crate::db::Database;
+use crate::db::filter::Filter;
 use crate::db::sql::Sql;
 use crate::domain::{Checks, DomainError, Work};
 
@@ -109,40 +109,6 @@ fn contains(text: &str) -> String {
     }
     out.push('%');
     out
-}
-
-/// A WHERE clause under construction with its parameters.
-#[derive(Default)]
-struct Filter {
-    clauses: Vec<String>,
-    params: Vec<Box<dyn ToSql + Sync + Send>>,
-}
-
-impl Filter {
-    /// The placeholder of a new parameter.
-    fn param(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
-        self.params.push(Box::new(v));
-        format!("${}", self.params.len())
-    }
-
-    fn push(&mut self, clause: String) {
-        self.clauses.push(clause);
-    }
-
-    fn sql(&self) -> String {
-        if self.clauses.is_empty() {
-            "TRUE".to_owned()
-        } else {
-            self.clauses.join(" AND ")
-        }
-    }
-
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect()
-    }
 }
 
 /// The shops condition: one shop as an equality (so the per-shop indexes serve the sort), many
