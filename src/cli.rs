@@ -38,6 +38,11 @@ pub enum Command {
         /// does in production); this leaves them out
         #[arg(long)]
         no_worker: bool,
+        /// With --dev: a fake Ozon Seller API in the process, and a seller `demo` whose two
+        /// shops are synced from it, so the seller's pages have data (password in the state
+        /// directory's demo-password)
+        #[arg(long)]
+        demo: bool,
     },
     /// Show or check the configuration
     Config {
@@ -128,7 +133,13 @@ pub enum ConfigAction {
 pub fn run(cli: Cli) -> ExitCode {
     let (dev, file) = (cli.dev, cli.config);
     match cli.command {
-        Command::Serve { no_worker } => serve(dev, file, dev && !no_worker),
+        Command::Serve { demo: true, .. } if !dev => {
+            eprintln!(
+                "error: --demo runs a fake Ozon and a demo seller, for development only: use `euraflow --dev serve --demo` (or scripts/dev-server --demo)"
+            );
+            exit::code(exit::CONFIG)
+        }
+        Command::Serve { no_worker, demo } => serve(dev, file, dev && !no_worker, demo),
         Command::Config { action } => match action {
             ConfigAction::Show => ops::config::show(dev, file),
             ConfigAction::Check => ops::config::check(dev, file),
@@ -183,7 +194,7 @@ pub fn run_worker(dev: bool, file: Option<PathBuf>, registry: crate::jobs::Regis
     })
 }
 
-fn serve(dev: bool, file: Option<PathBuf>, with_jobs: bool) -> ExitCode {
+fn serve(dev: bool, file: Option<PathBuf>, with_jobs: bool, demo: bool) -> ExitCode {
     // SAFETY: no thread has been started yet; the runtime is built after this.
     let inherited = match unsafe { systemd::take_listen_fds() } {
         Ok(s) => s,
@@ -193,6 +204,6 @@ fn serve(dev: bool, file: Option<PathBuf>, with_jobs: bool) -> ExitCode {
         }
     };
     process::run("server", "euraflow", dev, file, move |loaded| {
-        crate::serve::run(loaded, inherited, dev, with_jobs)
+        crate::serve::run(loaded, inherited, dev, with_jobs, demo)
     })
 }

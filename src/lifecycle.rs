@@ -29,6 +29,8 @@ pub enum TaskName {
     Heartbeat,
     Realtime,
     AccountExpiry,
+    /// `serve --dev --demo`: new orders in the demo shops.
+    Demo,
 }
 
 impl fmt::Display for TaskName {
@@ -45,6 +47,7 @@ impl fmt::Display for TaskName {
             TaskName::Heartbeat => "heartbeat",
             TaskName::Realtime => "realtime",
             TaskName::AccountExpiry => "account-expiry",
+            TaskName::Demo => "demo",
         })
     }
 }

@@ -21,8 +21,16 @@ pub async fn run(
     inherited: InheritedSockets,
     dev: bool,
     with_jobs: bool,
+    demo: bool,
 ) -> Result<(), ProcessError> {
-    let config = loaded.config.clone();
+    let mut config = loaded.config.clone();
+    // Before anything is built from the configuration: the demo points the Ozon client at its
+    // fake Ozon.
+    let demo = if demo {
+        Some(crate::ozon::demo::Demo::start(&mut config).await?)
+    } else {
+        None
+    };
     let shutdown_timeout = config.http.shutdown_timeout;
     let lifecycle = Lifecycle::new();
     let mut signals = Signals::install()?;
@@ -56,6 +64,9 @@ pub async fn run(
     }
     let socket_activated = app.socket_activated();
     let running = app.start(&lifecycle);
+    if let Some(demo) = &demo {
+        demo.seed(running.state(), &lifecycle).await;
+    }
     let where_ = listeners_text(&running);
     tracing::info!(
         https = running.https_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),

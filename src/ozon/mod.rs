@@ -21,6 +21,7 @@
 //! - `tasks`: the sync task protocol of the web app (`task_id`, progress) over the job queue.
 
 pub mod client;
+pub(crate) mod demo;
 pub mod fake;
 pub(crate) mod global_settings;
 pub(crate) mod overview;

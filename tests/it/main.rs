@@ -21,6 +21,7 @@ mod check;
 mod clone_identity;
 mod credit;
 mod data_layer;
+mod demo;
 mod docs;
 mod fake_ozon;
 mod hardening_backup;
