@@ -79,7 +79,11 @@ async fn migrate_creates_the_first_admin_with_a_private_random_password() {
     let (status, body) = login(&srv, "admin", &password).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["role"], "admin");
-    assert!(body["user"]["shop_ids"].is_null(), "admins see all shops");
+    assert_eq!(
+        body["user"]["shop_ids"],
+        serde_json::json!([]),
+        "a new admin has no linked shops (and the list is never null: the web app's modal)"
+    );
     assert_eq!(
         login(&srv, "admin", "admin123").await.0,
         401,

@@ -135,6 +135,10 @@ async fn adding_a_shop_links_its_people_and_keeps_only_ciphertext() {
     // /auth/me carries it at once, and the selector list shows it.
     let (_, me) = call(&w.srv, Method::GET, "/auth/me", &w.m1, None).await;
     assert_eq!(me["shop_ids"], json!([id]));
+    // The admin linked to it sees it in its own /auth/me too (an empty or null list opens the
+    // web app's 当前没有添加店铺 modal on every admin page).
+    let (_, me) = call(&w.srv, Method::GET, "/auth/me", &w.root, None).await;
+    assert_eq!(me["shop_ids"], json!([id]), "{me}");
     let (_, list) = call(&w.srv, Method::GET, "/ozon/shops", &w.m1, None).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(list["data"][0]["shop_name_cn"], "Moscow店");
