@@ -37,8 +37,9 @@ pub struct SystemHealthCheck {}
 impl Job for SystemHealthCheck {
     const NAME: &'static str = "ef.core.system_health_check";
     const QUEUE: Queue = Queue::Core;
+    // The operators read Chinese: 后台服务 shows this text as the service's description.
     const DESCRIPTION: &'static str =
-        "Probe the database, Redis, migrations and the worker heartbeat; record the result";
+        "系统健康检查：检测数据库、Redis、数据库迁移和 worker 心跳，并记录结果";
     const SCHEDULE: Option<&'static str> = Some("*/5 * * * *");
 
     fn limits() -> TimeLimits {
@@ -77,7 +78,8 @@ pub struct Cleanup {}
 impl Job for Cleanup {
     const NAME: &'static str = "ef.core.cleanup";
     const QUEUE: Queue = Queue::Core;
-    const DESCRIPTION: &'static str = "Delete finished jobs, old run logs, health records and stale heartbeats; archive audit rows older than 180 days";
+    const DESCRIPTION: &'static str =
+        "数据清理：删除已完成的任务、旧的运行日志、健康检查记录和失效心跳；归档 180 天前的审计日志";
     const SCHEDULE: Option<&'static str> = Some("0 3 * * *");
 
     fn limits() -> TimeLimits {
@@ -251,7 +253,8 @@ pub const SCHEDULED_BACKUP_WINDOW: Duration = Duration::from_secs(3600);
 impl Job for DatabaseBackup {
     const NAME: &'static str = "ef.system.database_backup";
     const QUEUE: Queue = Queue::Core;
-    const DESCRIPTION: &'static str = "pg_dump the database (custom format) into EF__BACKUP_DIR, keeping EF__BACKUP_RETENTION_DAYS";
+    const DESCRIPTION: &'static str =
+        "数据库备份：pg_dump（custom 格式）到 EF__BACKUP_DIR，保留 EF__BACKUP_RETENTION_DAYS 天";
     const SCHEDULE: Option<&'static str> = Some("0 5,17 * * *");
 
     fn limits() -> TimeLimits {

@@ -74,6 +74,14 @@ async fn the_permission_page_reads_its_shapes_and_only_admins_may() {
     ] {
         assert!(roles[0].get(field).is_some(), "{field} in {}", roles[0]);
     }
+    // The operators read Chinese: every seeded role is described in Chinese (migration 0038).
+    for role in roles.as_array().unwrap() {
+        let text = role["description"].as_str().unwrap_or_default();
+        assert!(
+            text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+            "{role}"
+        );
+    }
 
     let (status, apis) = call(&srv, Method::GET, "/permissions/apis", &admin, None).await;
     assert_eq!(status, 200);

@@ -395,6 +395,15 @@ async fn built_in_schedules_are_seeded_once_and_operator_edits_are_kept() {
     assert_eq!(s.seed().await.unwrap(), 5);
     let client = h.client().await;
     let services = admin::list_services(&**client, None, false).await.unwrap();
+    // The operators read Chinese: 后台服务 shows every built-in job's description in Chinese.
+    for service in &services {
+        let text = service.service_description.as_deref().unwrap_or_default();
+        assert!(
+            text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+            "{:?}: {text}",
+            service.service_key
+        );
+    }
     let backup = services
         .iter()
         .find(|s| s.celery_task_name.as_deref() == Some("ef.system.database_backup"))
