@@ -275,15 +275,30 @@ fn cert_names(path: &Path) -> Option<Vec<String>> {
     )
 }
 
+/// What to do when `check` cannot reach PostgreSQL. A refused login (SQLSTATE class 28) as root
+/// almost always means peer authentication: the package's role is the `euraflow` system user, so
+/// the check must run as that user — with `runuser`, which every Debian has (a minimal one has no
+/// sudo). Anything else means the server is not there.
+fn postgres_fix(refused: bool, as_root: bool, db_user: &str) -> String {
+    match (refused, as_root) {
+        (true, true) => format!(
+            "PostgreSQL refused root; run the check as the service user: runuser -u {db_user} -- euraflow check"
+        ),
+        (true, false) => format!(
+            "PostgreSQL refused the login of {db_user}: check EF__DB_USER/EF__DB_PASSWORD, or run the check as the service user (runuser -u {db_user} -- euraflow check)"
+        ),
+        (false, _) => "systemctl start postgresql, then check EF__DB_HOST/EF__DB_PORT (euraflow status shows details)".to_string(),
+    }
+}
+
 async fn database_items(c: &Config) -> Vec<Item> {
     let client = match db::connect_one(&c.db, &c.db.name).await {
         Ok(client) => client,
         Err(e) => {
-            return vec![fail(
-                "postgresql",
-                e.to_string(),
-                "start PostgreSQL and check EF__DB_* (euraflow status shows details)",
-            )];
+            let refused = matches!(&e, db::DbError::Query(q)
+                if q.code().is_some_and(|c| c.code().starts_with("28")));
+            let fix = postgres_fix(refused, rustix::process::geteuid().is_root(), &c.db.user);
+            return vec![fail("postgresql", e.to_string(), fix)];
         }
     };
     let mut out = vec![pass("postgresql", format!("reachable as {}", c.db.user))];
@@ -593,6 +608,23 @@ mod tests {
             parse_proc_ip("00000000000000000000000001000000", true),
             Some("::1".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn the_postgresql_fix_line_says_what_works_for_the_user_running_the_check() {
+        let root = postgres_fix(true, true, "euraflow");
+        assert!(
+            root.contains("runuser -u euraflow -- euraflow check"),
+            "{root}"
+        );
+        assert!(
+            !root.contains("sudo"),
+            "a minimal Debian has no sudo: {root}"
+        );
+        let user = postgres_fix(true, false, "euraflow");
+        assert!(user.contains("EF__DB_PASSWORD"), "{user}");
+        let down = postgres_fix(false, true, "euraflow");
+        assert!(down.starts_with("systemctl start postgresql"), "{down}");
     }
 
     #[test]
