@@ -30,6 +30,9 @@ use crate::domain::Work;
 use crate::lifecycle::Lifecycle;
 use crate::state::AppState;
 
+/// The points the demo seller starts with.
+const DEMO_POINTS: i64 = 1_000;
+
 /// The demo seller's login.
 pub const DEMO_USER: &str = "demo";
 /// Where its generated password is written (under the state directory).
@@ -241,6 +244,23 @@ async fn ensure_seller(state: &AppState) -> anyhow::Result<(i64, Option<PathBuf>
     )
     .await
     .map_err(|e| anyhow::anyhow!("creating the demo seller: {e}"))?;
+    // Points to spend, so the 额度中心 page and the balance shown after login are not all zero.
+    // The idempotency key makes the top-up once per seller even if this ran twice.
+    crate::credit::recharge(
+        &mut work,
+        &Actor::system("demo"),
+        &crate::credit::Recharge {
+            user_id: id,
+            amount: rust_decimal::Decimal::from(DEMO_POINTS),
+            payment_method: "manual".into(),
+            payment_amount_cny: None,
+            payment_order_no: None,
+            notes: Some("演示账号的初始积分".into()),
+            idempotency_key: Some(format!("demo-seller-{id}")),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("giving the demo seller its points: {e}"))?;
     let path = state.config().state_dir.join(PASSWORD_FILE);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

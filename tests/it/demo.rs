@@ -58,6 +58,18 @@ async fn demo_mode_gives_a_seller_two_synced_shops() {
         .unwrap_or_else(|| panic!("login as demo: {login}"))
         .to_owned();
 
+    // The seller starts with points, so the balance after login is not zero.
+    let (status, balance) = get(&client, &base, &token, "/credit/balance").await;
+    assert_eq!(status, 200, "{balance}");
+    assert_eq!(
+        balance["balance"]
+            .as_str()
+            .and_then(|b| b.parse::<f64>().ok()),
+        Some(1000.0),
+        "{balance}"
+    );
+    assert_eq!(balance["is_low_balance"], false, "{balance}");
+
     let (status, shops) = get(&client, &base, &token, "/ozon/shops").await;
     assert_eq!(status, 200, "{shops}");
     let shops = shops["data"].as_array().cloned().unwrap_or_default();
