@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{TestDb, TestServer, as_refs, insert_user};
+use crate::common::{TestDb, TestServer, as_refs, hash, insert_user};
+use euraflow::ozon::fake::{FakeConfig, FakeOzon};
 
 /// The same fixture as tests/it/identity.rs: made with Python's bcrypt as the original did.
 const PY_USER: (&str, &str, &str) = (
@@ -83,22 +84,14 @@ fn result_lines(dom: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_web_app_loads_from_a_deep_link_and_logs_in_in_a_real_browser() {
-    let db = TestDb::migrated().await;
-    insert_user(&db, PY_USER.0, "main_account", None, PY_USER.2).await;
-    let srv = TestServer::start(&as_refs(&db.env())).await;
+/// Run the page at `path_and_query` of `srv` in Chromium and return its #result lines.
+async fn run_page(srv: &TestServer, path_and_query: &str) -> Vec<String> {
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/web-app"),
         &srv.web_root(),
     );
     let profile = tempfile::tempdir().unwrap();
-    let url = format!(
-        "https://127.0.0.1:{}/login?u={}&p={}",
-        srv.https.port(),
-        PY_USER.0,
-        PY_USER.1
-    );
+    let url = format!("https://127.0.0.1:{}{path_and_query}", srv.https.port());
     let dom = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::task::spawn_blocking({
@@ -109,7 +102,81 @@ async fn the_web_app_loads_from_a_deep_link_and_logs_in_in_a_real_browser() {
     .await
     .expect("the browser finished within 90 s")
     .unwrap();
-    let lines = result_lines(&dom);
+    result_lines(&dom)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_adds_an_ozon_shop_from_the_shop_page_in_a_real_browser() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, PY_USER.0, "main_account", None, PY_USER.2).await;
+    let fake = FakeOzon::start(FakeConfig {
+        shops: 1,
+        products: 3,
+        postings: 0,
+        call_log_capacity: 100,
+    })
+    .await
+    .unwrap();
+    let mut env = db.env();
+    env.push(("EF__OZON_API_BASE_URL".into(), fake.base_url()));
+    let srv = TestServer::start(&as_refs(&env)).await;
+    let c = fake.handle().credentials(0);
+    let lines = run_page(
+        &srv,
+        &format!(
+            "/dashboard/shops?flow=shop&u={}&p={}&client_id={}&api_key={}",
+            PY_USER.0,
+            PY_USER.1,
+            c.client_id,
+            c.api_key.expose()
+        ),
+    )
+    .await;
+    let expected = [
+        "shops before []",
+        // The key is never sent back, only its mask.
+        "shop created 200 key ******",
+        "shop test-connection 200 true",
+        "shops listed 浏览器店铺 ******",
+        "me shops [true]",
+        "done",
+    ];
+    assert_eq!(lines, expected, "the page saw:\n{}", lines.join("\n"));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_clones_a_seller_and_restores_in_a_real_browser() {
+    let db = TestDb::migrated().await;
+    let seller = insert_user(&db, PY_USER.0, "main_account", None, PY_USER.2).await;
+    insert_user(&db, "root", "admin", None, &hash("browser-admin-password")).await;
+    let srv = TestServer::start(&as_refs(&db.env())).await;
+    let lines = run_page(
+        &srv,
+        &format!("/dashboard/users?flow=clone&u=root&p=browser-admin-password&target={seller}"),
+    )
+    .await;
+    let expected = [
+        "clone 200 as legacy by root",
+        "me as clone legacy main_account",
+        "clone shops []",
+        // 30 minutes, counting down.
+        "clone status true true",
+        "clone on permissions 403 CLONE_RESTRICTED",
+        "restore 200 root",
+        "me after restore root admin",
+        "done",
+    ];
+    assert_eq!(lines, expected, "the page saw:\n{}", lines.join("\n"));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_app_loads_from_a_deep_link_and_logs_in_in_a_real_browser() {
+    let db = TestDb::migrated().await;
+    insert_user(&db, PY_USER.0, "main_account", None, PY_USER.2).await;
+    let srv = TestServer::start(&as_refs(&db.env())).await;
+    let lines = run_page(&srv, &format!("/login?u={}&p={}", PY_USER.0, PY_USER.1)).await;
     let expected = [
         // Deep link → index.html, over HTTP/2 (ALPN) through rustls.
         "page /login over h2",
