@@ -935,3 +935,45 @@ async fn products_page_for_100k_products_answers_in_under_50ms() {
     }
     assert!(worst < Duration::from_millis(50), "worst page {worst:?}");
 }
+
+/// The peak resident size of this whole test process (`VmHWM`), in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+/// Issue 12's figure: a full sync of a shop with 10 000 products against the fake over HTTP —
+/// the time, the memory of the whole test process (server, worker and fake Ozon together), and
+/// the Ozon calls per endpoint. Run by hand:
+/// `cargo nextest run -E 'test(/full_sync_of_10000/)' --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand"]
+async fn full_sync_of_10000_products_prints_time_memory_and_calls() {
+    let w = world(10_000).await;
+    let h = w.fake.handle();
+    h.clear_calls();
+    let before = peak_rss_mib();
+    let wk = worker(&w);
+    let started = Instant::now();
+    let id = start_sync(&w, &w.m1, w.shop0, "full").await;
+    let done = wait_task(&w, &w.m1, &id, Duration::from_secs(600)).await;
+    let took = started.elapsed();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_synced"], 10_000, "{done}");
+    println!(
+        "full sync of 10 000 products: {took:.2?}; peak RSS of the test process {before:.0} MiB before, {:.0} MiB after",
+        peak_rss_mib()
+    );
+    for e in Endpoint::ALL {
+        let n = h.call_count(0, e);
+        if n > 0 {
+            println!("{n:>6} calls  {e:?}");
+        }
+    }
+    wk.stop().await;
+}
