@@ -125,8 +125,12 @@ pub enum ConfigAction {
     /// The documented configuration file with every key and its default
     Template {
         /// As Markdown tables (the operator guides' reference)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "short")]
         markdown: bool,
+        /// Only the keys an operator usually sets: what the package writes once as
+        /// /etc/euraflow/euraflow.env
+        #[arg(long)]
+        short: bool,
     },
 }
 
@@ -143,7 +147,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config { action } => match action {
             ConfigAction::Show => ops::config::show(dev, file),
             ConfigAction::Check => ops::config::check(dev, file),
-            ConfigAction::Template { markdown } => ops::config::template(markdown),
+            ConfigAction::Template { markdown, short } => ops::config::template(markdown, short),
         },
         Command::GenSecret => {
             println!("{}", config::generate_secret());

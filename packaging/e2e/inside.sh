@@ -182,8 +182,12 @@ phase_install() {
 	uid=$(id -u euraflow 2>/dev/null || echo 99999)
 	if [ "$uid" -lt 1000 ]; then ok "euraflow is a system uid ($uid)"; else not_ok "euraflow is a system uid ($uid)"; fi
 	is "env file 0640 root:euraflow" "640 root:euraflow" mode_of "$ENV_FILE"
-	check "env file documents every key: equals 'euraflow config template'" \
-		cmp "$ENV_FILE" <(euraflow config template)
+	check "env file is the short one: equals 'euraflow config template --short'" \
+		cmp "$ENV_FILE" <(euraflow config template --short)
+	check "the full reference is installed: equals 'euraflow config template'" \
+		cmp /usr/share/doc/euraflow/euraflow.env.reference <(euraflow config template)
+	is "euraflow.env is not a conffile (upgrades never prompt)" "" \
+		bash -c "dpkg-query -W -f='\${Conffiles}\n' euraflow | grep -F /etc/euraflow/"
 	is "credentials dir 0750 root:euraflow" "750 root:euraflow" mode_of /etc/euraflow/credentials
 	is "secret key 0640 root:euraflow" "640 root:euraflow" mode_of "$SECRET"
 	local len
@@ -390,7 +394,7 @@ phase_install() {
 	section "upgrade (reinstall): configuration, secret and data kept, server restarted"
 	pid=$(main_pid)
 	echo "e2e data" >/var/lib/euraflow/web/e2e.txt
-	out=$(cd "$(dirname "$DEB")" && apt-get install -y --reinstall -o Dpkg::Options::=--force-confold "./$(basename "$DEB")" 2>&1)
+	out=$(cd "$(dirname "$DEB")" && apt-get install -y --reinstall "./$(basename "$DEB")" 2>&1)
 	rc=$?
 	if [ "$rc" = 0 ]; then ok "apt-get install --reinstall (upgrade path)"; else
 		not_ok "apt-get install --reinstall (exit $rc)"
@@ -407,6 +411,8 @@ phase_install() {
 	is "serving after the upgrade (certificate B)" 200 status_code --cacert "$SCRATCH/b/fullchain.pem" --resolve "$HOST:443:127.0.0.1" "https://$HOST/healthz"
 	is "web file served" "e2e data" curl -sS --max-time 10 http://127.0.0.1:8000/e2e.txt
 
+	upgrade_checks
+
 	section "nginx's remaining role (packaging/nginx)"
 	nginx_checks
 
@@ -415,6 +421,82 @@ phase_install() {
 
 	echo "# ---- systemctl status (for the log)"
 	systemctl status --no-pager --lines=5 euraflow.socket euraflow-http.socket euraflow.service 2>&1 | sed 's/^/#   /'
+}
+
+# repack DIR VERSION: unpack $DEB into DIR and set its version (dpkg-deb -b builds it again).
+repack() {
+	rm -rf "$1"
+	dpkg-deb -R "$DEB" "$1" &&
+		sed -i "s/^Version: .*/Version: $2/" "$1/DEBIAN/control"
+}
+
+# Upgrades that must never stop at a dpkg prompt, run the way unattended-upgrades and Ansible do
+# (apt-get install -y, no --force-conf* option, no terminal):
+# 1. from the earlier layout, where euraflow.env was the whole reference shipped as a conffile,
+#    with the operator's edits in it: the edits move into the short file, the old file is kept;
+# 2. to a release whose configuration reference changed: the operator's file is not touched.
+upgrade_checks() {
+	section "upgrade from the conffile layout (the full reference as a conffile, edited)"
+	local version old next out rc before
+	version=$(dpkg-query -W -f='${Version}' euraflow)
+	old=$SCRATCH/old next=$SCRATCH/next
+	repack "$old" "$version~conffile1"
+	mkdir -p "$old/etc/euraflow"
+	{
+		echo '# /etc/euraflow/euraflow.env — configuration of the euraflow appliance.'
+		echo '# Every setting is shown commented out with its default; uncomment and edit to change it.'
+		euraflow config template | tail -n +3
+	} >"$old/etc/euraflow/euraflow.env"
+	chmod 0640 "$old/etc/euraflow/euraflow.env"
+	printf '/etc/euraflow/euraflow.env\n' >>"$old/DEBIAN/conffiles"
+	# The old package's scripts did not manage the file.
+	sed -i 's/^\tinstall_config || true$/\t: the conffile layout: dpkg owned euraflow.env/' "$old/DEBIAN/postinst"
+	dpkg-deb -b "$old" "$SCRATCH/old.deb" >/dev/null
+	cp "$ENV_FILE" "$SCRATCH/edits.env"
+	# Setting up the old state is not what is tested: take its conffile.
+	out=$(apt-get install -y --allow-downgrades -o Dpkg::Options::=--force-confnew "$SCRATCH/old.deb" 2>&1)
+	rc=$?
+	if [ "$rc" = 0 ]; then ok "installed the conffile-layout package (setup)"; else
+		not_ok "installed the conffile-layout package (setup; exit $rc)"
+		diag "$(tail -n 20 <<<"$out")"
+	fi
+	# The operator's edits, as they made them then: the TLS pair of the sections above.
+	grep -E '^EF__' "$SCRATCH/edits.env" >>"$ENV_FILE"
+	before=$(grep -cE '^EF__' "$ENV_FILE")
+	out=$(cd "$(dirname "$DEB")" && apt-get install -y "./$(basename "$DEB")" </dev/null 2>&1)
+	rc=$?
+	if [ "$rc" = 0 ]; then ok "apt-get install -y over the edited conffile: exit 0, no prompt"; else
+		not_ok "apt-get install -y over the edited conffile (exit $rc)"
+		diag "$(tail -n 20 <<<"$out")"
+	fi
+	sed -n 's/^\(euraflow: .*euraflow.env.*\)/#   \1/p' <<<"$out"
+	has "the file starts as the short one" "$(euraflow config template --short | head -n 1)" head -n 1 "$ENV_FILE"
+	is "every setting of the operator kept" "$before" grep -cE '^EF__' "$ENV_FILE"
+	has "the TLS pair kept" "EF__TLS_CERT=$TLS_DIR/fullchain.pem" cat "$ENV_FILE"
+	check "the old file kept beside it, and named in the file" \
+		grep -qF /etc/euraflow/euraflow.env.full-template.bak "$ENV_FILE"
+	check "the old file is the edited old one" grep -qF "EF__TLS_KEY=$TLS_DIR/privkey.pem" /etc/euraflow/euraflow.env.full-template.bak
+	is "env file 0640 root:euraflow" "640 root:euraflow" mode_of "$ENV_FILE"
+	is "no .dpkg-* files in /etc/euraflow" "" find /etc/euraflow -name '*.dpkg-*'
+	check "config check accepts the migrated file" \
+		runuser -u euraflow -- env CREDENTIALS_DIRECTORY=/etc/euraflow/credentials euraflow config check
+	is "serving after the migration (certificate B)" 200 status_code --cacert "$SCRATCH/b/fullchain.pem" --resolve "$HOST:443:127.0.0.1" "https://$HOST/healthz"
+
+	section "upgrade to a release whose configuration reference changed"
+	repack "$next" "$version+next1"
+	printf '\n# e2e: a key documented by the next release\n#EF__E2E_NEXT_KEY=1\n' >>"$next/usr/share/doc/euraflow/euraflow.env.reference"
+	dpkg-deb -b "$next" "$SCRATCH/next.deb" >/dev/null
+	sha256sum "$ENV_FILE" >"$SCRATCH/env.sha"
+	out=$(apt-get install -y "$SCRATCH/next.deb" </dev/null 2>&1)
+	rc=$?
+	if [ "$rc" = 0 ]; then ok "apt-get install -y of the next release: exit 0, no prompt"; else
+		not_ok "apt-get install -y of the next release (exit $rc)"
+		diag "$(tail -n 20 <<<"$out")"
+	fi
+	check "the operator's euraflow.env untouched" sha256sum -c --quiet "$SCRATCH/env.sha"
+	has "the new reference installed" "EF__E2E_NEXT_KEY" cat /usr/share/doc/euraflow/euraflow.env.reference
+	is "no .dpkg-* files in /etc/euraflow" "" find /etc/euraflow -name '*.dpkg-*'
+	is "serving after the upgrade" 200 status_code --cacert "$SCRATCH/b/fullchain.pem" --resolve "$HOST:443:127.0.0.1" "https://$HOST/healthz"
 }
 
 nginx_checks() {

@@ -37,7 +37,10 @@ pub use loader::{
     DEFAULT_CONFIG_FILE, DEV_CONFIG_FILE, LoadOptions, PACKAGED_CREDENTIALS, current_username,
     load, load_with_problems, system_hostname,
 };
-pub use render::{display_value, render_markdown_reference, render_show, render_template};
+pub use render::{
+    OPERATOR_KEYS, display_value, render_markdown_reference, render_short_template, render_show,
+    render_template,
+};
 pub use secret::{MIN_SECRET_LEN, Secret, generate_secret, write_private_file};
 pub use sections::{
     BusinessConfig, Config, DbConfig, HttpConfig, LogConfig, PasswordHash, RedisConfig,

@@ -70,22 +70,83 @@ pub fn render_show(loaded: &Loaded) -> String {
     out
 }
 
-/// The documented env file: every key with its default, commented out. Packaged as
-/// `/etc/euraflow/euraflow.env` and the source of the operator guides' configuration reference.
+/// The keys an operator of a single machine typically sets, in the order the short
+/// `/etc/euraflow/euraflow.env` lists them (its first version, written once at install).
+pub const OPERATOR_KEYS: &[&str] = &[
+    "EF__SERVER_NAME",
+    "EF__TLS_CERT",
+    "EF__TLS_KEY",
+    "EF__TRUSTED_PROXIES",
+    "EF__CORS_ORIGINS",
+    "EF__DB_HOST",
+    "EF__DB_PORT",
+    "EF__DB_NAME",
+    "EF__DB_USER",
+    "EF__DB_PASSWORD",
+    "EF__REDIS_URL",
+    "EF__WEB_ROOT",
+    "EF__DOWNLOADS_ROOT",
+    "EF__BACKUP_DIR",
+    "EF__BACKUP_RETENTION_DAYS",
+    "EF__WORKER_CONCURRENCY",
+    "EF__LOG_LEVEL",
+];
+
+/// Where the package puts the full reference (`render_template`).
+pub const REFERENCE_PATH: &str = "/usr/share/doc/euraflow/euraflow.env.reference";
+
+/// The short env file the package writes once as `/etc/euraflow/euraflow.env` when there is
+/// none: the keys of [`OPERATOR_KEYS`], commented out, pointing to the full reference. It is not
+/// a conffile (the maintainer scripts own it), so an upgrade never replaces it and never stops
+/// at dpkg's "modified configuration file" prompt; new keys appear in the reference.
+pub fn render_short_template() -> String {
+    let mut out = String::from(
+        "# /etc/euraflow/euraflow.env — configuration of the euraflow appliance (本机配置).\n\
+         # The settings an operator usually changes, commented out with their defaults; uncomment\n\
+         # and edit to change one. Every other key, with its default and meaning, is in\n",
+    );
+    out.push_str(&format!(
+        "#   {REFERENCE_PATH}  (or: euraflow config template)\n"
+    ));
+    out.push_str(
+        "# and any of them may be added here. Upgrades never change this file.\n\
+         # 完整的配置项说明见上面的参考文件；升级不会修改本文件。\n",
+    );
+    out.push_str(HOW_TO_APPLY);
+    for name in OPERATOR_KEYS {
+        if let Some(k) = keys::KEYS.iter().find(|k| k.name == *name) {
+            push_key(&mut out, k);
+        }
+    }
+    out
+}
+
+const HOW_TO_APPLY: &str = "# Precedence: defaults < this file < environment < $CREDENTIALS_DIRECTORY/<name> < EF__<KEY>_FILE.\n\
+     # Check with `euraflow config check`; see effective values with `euraflow config show`.\n\
+     # Apply with `systemctl restart euraflow euraflow-worker` (TLS files only: `systemctl reload euraflow`).\n";
+
+/// The documented env file: every key with its default, commented out. Packaged as the
+/// reference [`REFERENCE_PATH`] and the source of the operator guides' configuration reference.
 pub fn render_template() -> String {
     let mut out = String::from(
-        "# /etc/euraflow/euraflow.env — configuration of the euraflow appliance.\n\
-         # Every setting is shown commented out with its default; uncomment and edit to change it.\n\
-         # Precedence: defaults < this file < environment < $CREDENTIALS_DIRECTORY/<name> < EF__<KEY>_FILE.\n\
-         # Check with `euraflow config check`; see effective values with `euraflow config show`.\n\
-         # Apply with `systemctl restart euraflow euraflow-worker` (TLS files only: `systemctl reload euraflow`).\n",
+        "# euraflow configuration reference: every setting commented out with its default.\n\
+         # Copy the lines you change into /etc/euraflow/euraflow.env (or a --config file), uncommented.\n",
     );
+    out.push_str(HOW_TO_APPLY);
     let mut section = "";
     for k in keys::KEYS {
         if k.section != section {
             section = k.section;
             out.push_str(&format!("\n# === {section}\n"));
         }
+        push_key(&mut out, k);
+    }
+    out
+}
+
+/// One key of an env-file template: its documentation and the commented default.
+fn push_key(out: &mut String, k: &Key) {
+    {
         out.push_str(&format!("\n# {}\n", k.doc));
         let default = match k.default {
             KeyDefault::Value(v) => v.to_owned(),
@@ -107,7 +168,6 @@ pub fn render_template() -> String {
         };
         out.push_str(&format!("#{}={shown}\n", k.name));
     }
-    out
 }
 
 /// The configuration reference as Markdown tables, one per section (embedded in

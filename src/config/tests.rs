@@ -462,6 +462,28 @@ fn template_documents_every_key_and_parses_back_to_defaults() {
 }
 
 #[test]
+fn the_short_template_lists_the_operator_keys_and_parses_back_to_defaults() {
+    let t = super::render_short_template();
+    for name in super::OPERATOR_KEYS {
+        assert!(
+            keys::KEYS.iter().any(|k| k.name == *name),
+            "{name} is not a key"
+        );
+        assert!(t.contains(&format!("#{name}=")), "{name}");
+    }
+    assert!(t.contains("/usr/share/doc/euraflow/euraflow.env.reference"));
+    let uncommented: String = t
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EF__").map(|rest| format!("EF__{rest}\n")))
+        .collect();
+    let (entries, errors) = env_file::parse(&uncommented);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(entries.len(), super::OPERATOR_KEYS.len());
+    // Nothing is set by the file itself: every line is a comment or blank.
+    assert!(t.lines().all(|l| l.is_empty() || l.starts_with('#')), "{t}");
+}
+
+#[test]
 fn a_lone_local_postgresql_on_another_port_is_found_by_its_socket() {
     let dir = tempfile::tempdir().unwrap();
     let sockets = dir.path().join("pg");

@@ -12,10 +12,12 @@ fn load(dev: bool, file: Option<PathBuf>) -> Result<Loaded, config::ConfigErrors
     config::load(&LoadOptions::from_process(dev, file))
 }
 
-/// `config template [--markdown]`
-pub fn template(markdown: bool) -> ExitCode {
+/// `config template [--markdown | --short]`
+pub fn template(markdown: bool, short: bool) -> ExitCode {
     if markdown {
         print!("{}", config::render_markdown_reference());
+    } else if short {
+        print!("{}", config::render_short_template());
     } else {
         print!("{}", config::render_template());
     }
