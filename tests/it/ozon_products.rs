@@ -977,3 +977,12 @@ async fn full_sync_of_10000_products_prints_time_memory_and_calls() {
     }
     wk.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_product_pages_watermark_probe_is_an_empty_list_for_a_logged_in_seller() {
+    let w = world(1).await;
+    let (status, body) = get(&w, &w.m1, "/ozon/watermark/configs").await;
+    assert_eq!((status, body), (200, json!([])));
+    let (status, _) = get(&w, "not-a-token", "/ozon/watermark/configs").await;
+    assert_eq!(status, 401);
+}

@@ -48,4 +48,5 @@ pub fn routes() -> Router<AppState> {
             "/ozon/scan-shipping/access",
             get(shops::scan_shipping_access),
         )
+        .route("/ozon/watermark/configs", get(products::watermark_configs))
 }

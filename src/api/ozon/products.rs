@@ -48,6 +48,13 @@ pub async fn statistics(
     ))
 }
 
+/// `GET /ozon/watermark/configs` → `[]`. The product page asks on every mount (silently);
+/// watermarks are not part of this appliance yet, so the answer is "none configured" rather than
+/// a 404 in every seller's browser console. Logged-in users only, like the page.
+pub async fn watermark_configs(_user: CurrentUser) -> Json<Value> {
+    Json(Value::Array(Vec::new()))
+}
+
 /// `GET /ozon/products/{id}/sync-errors` → `{has_errors, sync_error | message}`.
 pub async fn sync_errors(
     State(state): State<AppState>,
