@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use http::HeaderValue;
 use prometheus::{IntCounterVec, Opts, Registry};
-use tokio::sync::OnceCell;
 
 /// Files up to this size are kept in memory whole; larger ones are streamed from disk.
 pub const SMALL_FILE_MAX: u64 = 1024 * 1024;
@@ -240,14 +241,16 @@ impl<K: Eq + Hash + Clone, V: Clone> ByteLru<K, V> {
 }
 
 type CompressedKey = (PathBuf, FileId, Encoding);
+/// A compression under way, awaited by every request that wants its result.
+type Pending = Shared<BoxFuture<'static, Option<Bytes>>>;
 
 /// The static handler's memory: files by requested path, compressed variants by file version.
 pub struct StaticCache {
     files: Mutex<ByteLru<PathBuf, Arc<CachedFile>>>,
-    compressed: Mutex<ByteLru<CompressedKey, Bytes>>,
+    compressed: Arc<Mutex<ByteLru<CompressedKey, Bytes>>>,
     /// Compressions under way, so concurrent first requests wait for one instead of each
     /// compressing.
-    inflight: Mutex<HashMap<CompressedKey, Arc<OnceCell<Option<Bytes>>>>>,
+    inflight: Arc<Mutex<HashMap<CompressedKey, Pending>>>,
     compressions: IntCounterVec,
 }
 
@@ -286,8 +289,8 @@ impl StaticCache {
         }
         Ok(StaticCache {
             files: Mutex::new(ByteLru::new(file_bytes)),
-            compressed: Mutex::new(ByteLru::new(compressed_bytes)),
-            inflight: Mutex::new(HashMap::new()),
+            compressed: Arc::new(Mutex::new(ByteLru::new(compressed_bytes))),
+            inflight: Arc::new(Mutex::new(HashMap::new())),
             compressions,
         })
     }
@@ -315,48 +318,65 @@ impl StaticCache {
         lock(&self.files).remove(requested);
     }
 
-    /// `file` compressed with `encoding`: from the cache, or compressed now (once, however many
-    /// requests ask at the same time) on a blocking thread. `None` if the file could not be read
-    /// as the version `file` describes (it changed; the next request sees the new one).
+    /// `file` compressed with `encoding`: from the cache, or compressed now on a blocking thread,
+    /// once however many requests ask at the same time, and kept even if every one of them goes
+    /// away before it is done (the compression is a task of its own). `None` if the file could
+    /// not be read as the version `file` describes (it changed; the next request sees the new one).
     pub async fn compressed(&self, file: &Arc<CachedFile>, encoding: Encoding) -> Option<Bytes> {
         let key = (file.real.clone(), file.id, encoding);
         if let Some(bytes) = lock(&self.compressed).get(&key) {
             return Some(bytes);
         }
-        let cell = lock(&self.inflight).entry(key.clone()).or_default().clone();
-        let result = cell
-            .get_or_init(|| async {
-                let source = file.clone();
-                let counter = self.compressions.with_label_values(&[encoding.token()]);
-                let done = tokio::task::spawn_blocking(move || {
-                    let out = compress_file(&source, encoding);
-                    if out.is_ok() {
-                        counter.inc();
-                    }
-                    out
-                })
-                .await;
-                match done {
-                    Ok(Ok(bytes)) => Some(bytes),
-                    Ok(Err(e)) => {
-                        tracing::warn!(path = %file.real.display(), error = %e,
-                            "could not compress a static file; serving it uncompressed");
-                        None
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %file.real.display(), error = %e,
-                            "compressing a static file failed; serving it uncompressed");
-                        None
-                    }
+        let pending = {
+            let mut inflight = lock(&self.inflight);
+            match inflight.get(&key) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = self.spawn_compression(file.clone(), key.clone());
+                    inflight.insert(key, p.clone());
+                    p
                 }
+            }
+        };
+        pending.await
+    }
+
+    /// Compress, keep the result, and leave the in-flight table.
+    fn spawn_compression(&self, file: Arc<CachedFile>, key: CompressedKey) -> Pending {
+        let encoding = key.2;
+        let counter = self.compressions.with_label_values(&[encoding.token()]);
+        let (compressed, inflight) = (self.compressed.clone(), self.inflight.clone());
+        let task = tokio::spawn(async move {
+            let source = file.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let out = compress_file(&source, encoding);
+                if out.is_ok() {
+                    counter.inc();
+                }
+                out
             })
-            .await
-            .clone();
-        if let Some(bytes) = &result {
-            lock(&self.compressed).insert(key.clone(), bytes.clone(), bytes.len() + ENTRY_OVERHEAD);
-        }
-        lock(&self.inflight).remove(&key);
-        result
+            .await;
+            let result = match done {
+                Ok(Ok(bytes)) => Some(bytes),
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %file.real.display(), error = %e,
+                        "could not compress a static file; serving it uncompressed");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(path = %file.real.display(), error = %e,
+                        "compressing a static file failed; serving it uncompressed");
+                    None
+                }
+            };
+            if let Some(bytes) = &result {
+                let weight = bytes.len() + ENTRY_OVERHEAD;
+                lock(&compressed).insert(key.clone(), bytes.clone(), weight);
+            }
+            lock(&inflight).remove(&key);
+            result
+        });
+        task.map(|joined| joined.ok().flatten()).boxed().shared()
     }
 
     /// Bytes held by the file cache and the compressed cache.
