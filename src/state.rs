@@ -28,6 +28,7 @@ struct Inner {
     /// The job types this server knows (for `/sync-services/handlers` and triggering).
     job_registry: crate::jobs::Registry,
     ozon: Arc<crate::ozon::Ozon>,
+    static_files: crate::http::static_cache::StaticCache,
     started: Instant,
     stats: ServerStats,
     hsts: Option<HeaderValue>,
@@ -56,8 +57,10 @@ impl AppState {
             redis.clone(),
             ozon_metrics,
         )?);
+        let static_files = crate::http::static_cache::StaticCache::new(metrics.registry())?;
         Ok(AppState(Arc::new(Inner {
             ozon,
+            static_files,
             job_registry: crate::jobs::builtin_registry(),
             auth,
             realtime,
@@ -103,6 +106,11 @@ impl AppState {
 
     pub fn ozon(&self) -> &crate::ozon::Ozon {
         &self.0.ozon
+    }
+
+    /// The static handler's file and compressed-variant caches.
+    pub fn static_files(&self) -> &crate::http::static_cache::StaticCache {
+        &self.0.static_files
     }
 
     pub fn metrics(&self) -> &Metrics {

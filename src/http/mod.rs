@@ -6,5 +6,6 @@ pub(crate) mod middleware;
 pub(crate) mod router;
 pub(crate) mod send_timeout;
 pub(crate) mod server;
+pub mod static_cache;
 pub(crate) mod static_files;
 pub mod tls;

@@ -2,28 +2,36 @@
 //! and better: `index.html` only for page navigations (a missing asset is a real 404), cache
 //! lifetimes by file kind, ETag / Last-Modified revalidation, byte ranges, precompressed `.br` /
 //! `.gz` siblings, and no way out of the root (`..`, encoded separators, dotfiles, symlinks).
+//!
+//! Small files are answered from memory after one `stat` (no blocking thread per request),
+//! large ones streamed in big chunks, and a compressible file without a precompressed sibling is
+//! compressed once per version and kept (see `static_cache`): the generic compression layer
+//! never sees these responses again ([`compression::AlreadyEncoded`]).
 
-use std::io::SeekFrom;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use percent_encoding::percent_decode_str;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use crate::http::middleware::compression;
+use crate::http::static_cache::{
+    self, COMPRESS_SOURCE_MAX, CachedFile, Encoding, FileId, SMALL_FILE_MAX, Sibling, StaticCache,
+};
 use crate::state::AppState;
 
 /// Hashed build assets never change under the same name.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `index.html` must be revalidated, or a browser keeps running the previous deploy's app.
 const NO_CACHE: &str = "no-cache";
-const READ_CHUNK: usize = 64 * 1024;
+/// Large files go out in chunks this big: few blocking reads per file, bounded memory.
+const STREAM_CHUNK: usize = 256 * 1024;
 
 /// Why a path was not served.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,7 +57,8 @@ pub async fn downloads(
     }
     let rel = uri.path().strip_prefix("/downloads").unwrap_or_default();
     let cache = format!("public, max-age={}", web.downloads_cache_max_age.as_secs());
-    match serve_path(&web.downloads_root, rel, &method, &headers, |_| {
+    let files = state.static_files();
+    match serve_path(files, &web.downloads_root, rel, &method, &headers, |_| {
         cache.clone()
     })
     .await
@@ -74,8 +83,9 @@ pub async fn web_app(
     let path = uri.path();
     let day = web.web_cache_max_age.as_secs();
     let cache_for = move |p: &Path| cache_rule(p, day);
+    let files = state.static_files();
     if path != "/" {
-        match serve_path(&web.web_root, path, &method, &headers, cache_for).await {
+        match serve_path(files, &web.web_root, path, &method, &headers, cache_for).await {
             Ok(resp) => return resp,
             Err(Refusal::BadPath) => return plain_status(StatusCode::BAD_REQUEST),
             Err(Refusal::Directory) => return plain_status(StatusCode::NOT_FOUND),
@@ -86,7 +96,16 @@ pub async fn web_app(
         }
     }
     // `/` and page navigations (deep links such as /dashboard/orders) get the app's shell.
-    match serve_path(&web.web_root, "/index.html", &method, &headers, cache_for).await {
+    match serve_path(
+        files,
+        &web.web_root,
+        "/index.html",
+        &method,
+        &headers,
+        cache_for,
+    )
+    .await
+    {
         Ok(resp) => resp,
         Err(_) => no_web_build_page(&web.web_root, method == Method::HEAD),
     }
@@ -180,22 +199,20 @@ fn resolve_relative(url_path: &str) -> Result<PathBuf, Refusal> {
     Ok(rel)
 }
 
-/// The file for `url_path` below `root`, after following symlinks, only if it stays inside.
-async fn locate(root: &Path, url_path: &str) -> Result<(PathBuf, std::fs::Metadata), Refusal> {
-    let rel = resolve_relative(url_path)?;
-    let root = tokio::fs::canonicalize(root)
-        .await
-        .map_err(|_| Refusal::NotFound)?;
-    let real = tokio::fs::canonicalize(root.join(&rel))
-        .await
-        .map_err(|_| Refusal::NotFound)?;
+/// The canonical path of `requested` and its metadata, only if it stays inside `root` and is a
+/// regular file (blocking: run on a blocking thread).
+fn locate_blocking(
+    root: &Path,
+    requested: &Path,
+    url_path: &str,
+) -> Result<(PathBuf, std::fs::Metadata), Refusal> {
+    let root = std::fs::canonicalize(root).map_err(|_| Refusal::NotFound)?;
+    let real = std::fs::canonicalize(requested).map_err(|_| Refusal::NotFound)?;
     if !real.starts_with(&root) {
         tracing::warn!(path = %url_path, "refused a path that resolves outside its root");
         return Err(Refusal::NotFound);
     }
-    let meta = tokio::fs::metadata(&real)
-        .await
-        .map_err(|_| Refusal::NotFound)?;
+    let meta = std::fs::metadata(&real).map_err(|_| Refusal::NotFound)?;
     if meta.is_dir() {
         return Err(Refusal::Directory);
     }
@@ -205,35 +222,8 @@ async fn locate(root: &Path, url_path: &str) -> Result<(PathBuf, std::fs::Metada
     Ok((real, meta))
 }
 
-/// A precompressed sibling the client accepts, if one exists inside the root.
-async fn precompressed(
-    root: &Path,
-    url_path: &str,
-    headers: &HeaderMap,
-) -> Option<(PathBuf, std::fs::Metadata, &'static str)> {
-    for encoding in compression::accepted_in_preference_order(headers) {
-        let suffix = match encoding {
-            "br" => ".br",
-            "gzip" => ".gz",
-            _ => continue,
-        };
-        if let Ok(found) = locate(root, &format!("{url_path}{suffix}")).await {
-            return Some((found.0, found.1, encoding));
-        }
-    }
-    None
-}
-
-async fn serve_path(
-    root: &Path,
-    url_path: &str,
-    method: &Method,
-    headers: &HeaderMap,
-    cache_for: impl Fn(&Path) -> String,
-) -> Result<Response, Refusal> {
-    let (path, meta) = locate(root, url_path).await?;
-    let wants_range = headers.contains_key(header::RANGE);
-    let content_type = mime_guess::from_path(&path)
+fn content_type_of(path: &Path) -> String {
+    mime_guess::from_path(path)
         .first_raw()
         .map(|m| {
             if m.starts_with("text/") || m == "application/javascript" || m == "application/json" {
@@ -242,32 +232,233 @@ async fn serve_path(
                 m.to_owned()
             }
         })
-        .unwrap_or_else(|| "application/octet-stream".to_owned());
-    let compressible = compression::is_compressible(&content_type);
+        .unwrap_or_else(|| "application/octet-stream".to_owned())
+}
 
+/// The bytes of a small file, reusing what the previous entry held when the version is the same.
+fn small_body(real: &Path, id: FileId, reuse: Option<(FileId, &Option<Bytes>)>) -> Option<Bytes> {
+    if id.size() > SMALL_FILE_MAX {
+        return None;
+    }
+    if let Some((old_id, Some(old))) = reuse
+        && old_id == id
+    {
+        return Some(old.clone());
+    }
+    // Unreadable or changed while read: stream it instead (the stream checks the version too).
+    static_cache::read_version(real, id).ok()
+}
+
+/// Resolve `requested` in full: symlinks, the root check, the type, the bytes of a small file
+/// and its precompressed siblings (blocking).
+fn load_blocking(
+    root: &Path,
+    requested: &Path,
+    url_path: &str,
+    previous: Option<Arc<CachedFile>>,
+) -> Result<CachedFile, Refusal> {
+    let (real, meta) = locate_blocking(root, requested, url_path)?;
+    let id = FileId::of(&meta);
+    let content_type = content_type_of(&real);
+    let compressible = compression::is_compressible(&content_type);
+    let prev = previous.as_deref();
+    let body = small_body(&real, id, prev.map(|p| (p.id, &p.body)));
+    let mut siblings = Vec::new();
+    if compressible {
+        for encoding in Encoding::ALL {
+            let mut name = requested.as_os_str().to_owned();
+            name.push(encoding.suffix());
+            let sibling_url = format!("{url_path}{}", encoding.suffix());
+            let Ok((s_real, s_meta)) = locate_blocking(root, Path::new(&name), &sibling_url) else {
+                continue;
+            };
+            let s_id = FileId::of(&s_meta);
+            let old = prev
+                .and_then(|p| p.sibling(encoding))
+                .map(|s| (s.id, &s.body));
+            siblings.push(Sibling {
+                encoding,
+                body: small_body(&s_real, s_id, old),
+                real: s_real,
+                id: s_id,
+                modified: s_meta.modified().ok(),
+            });
+        }
+    }
+    Ok(CachedFile {
+        real,
+        id,
+        modified: meta.modified().ok(),
+        content_type: HeaderValue::from_str(&content_type)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+        compressible,
+        body,
+        siblings,
+        verified: Instant::now(),
+    })
+}
+
+/// The file for `url_path` below `root`: from memory after one `stat` when it is unchanged,
+/// else resolved again on a blocking thread and kept.
+async fn lookup(
+    cache: &StaticCache,
+    root: &Path,
+    url_path: &str,
+) -> Result<Arc<CachedFile>, Refusal> {
+    let requested = root.join(resolve_relative(url_path)?);
+    if let Some(file) = cache.current(&requested) {
+        return Ok(file);
+    }
+    let previous = cache.previous(&requested);
+    let (root_owned, req, url) = (root.to_owned(), requested.clone(), url_path.to_owned());
+    let loaded =
+        tokio::task::spawn_blocking(move || load_blocking(&root_owned, &req, &url, previous))
+            .await
+            .map_err(|_| Refusal::NotFound)?;
+    match loaded {
+        Ok(file) => {
+            let file = Arc::new(file);
+            cache.keep(requested, file.clone());
+            Ok(file)
+        }
+        Err(refusal) => {
+            cache.forget(&requested);
+            Err(refusal)
+        }
+    }
+}
+
+/// Which bytes answer the request.
+#[derive(Clone, Copy)]
+enum Variant<'a> {
+    Identity,
+    Sibling(&'a Sibling),
+    /// Compressed by us, once per file version.
+    Compressed(Encoding),
+}
+
+/// Precompressed siblings first (the operator made them; most preferred accepted encoding
+/// first), else our own compression with the client's most preferred encoding.
+fn choose_variant<'a>(file: &'a CachedFile, headers: &HeaderMap, wants_range: bool) -> Variant<'a> {
     // Ranges are served from the identity file, so offsets mean the same to every client.
-    let variant = if wants_range || !compressible {
-        None
-    } else {
-        precompressed(root, url_path, headers).await
+    if !file.compressible || wants_range {
+        return Variant::Identity;
+    }
+    let accepted: Vec<Encoding> = compression::accepted_in_preference_order(headers)
+        .into_iter()
+        .filter_map(Encoding::from_token)
+        .collect();
+    if let Some(s) = accepted.iter().find_map(|e| file.sibling(*e)) {
+        return Variant::Sibling(s);
+    }
+    match accepted.first() {
+        Some(e) if (compression::MIN_SIZE..=COMPRESS_SOURCE_MAX).contains(&file.id.size()) => {
+            Variant::Compressed(*e)
+        }
+        _ => Variant::Identity,
+    }
+}
+
+/// Where the body comes from.
+enum Source {
+    Memory(Bytes),
+    File(PathBuf, FileId),
+}
+
+/// The file changed between its lookup and the open: look it up again.
+struct Changed;
+
+async fn serve_path(
+    cache: &StaticCache,
+    root: &Path,
+    url_path: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    cache_for: impl Fn(&Path) -> String,
+) -> Result<Response, Refusal> {
+    let file = lookup(cache, root, url_path).await?;
+    match respond(cache, &file, method, headers, &cache_for).await {
+        Ok(resp) => Ok(resp),
+        Err(Changed) => {
+            cache.forget(&root.join(resolve_relative(url_path)?));
+            let file = lookup(cache, root, url_path).await?;
+            respond(cache, &file, method, headers, &cache_for)
+                .await
+                .map_err(|Changed| Refusal::NotFound)
+        }
+    }
+}
+
+async fn respond(
+    cache: &StaticCache,
+    file: &Arc<CachedFile>,
+    method: &Method,
+    headers: &HeaderMap,
+    cache_for: &impl Fn(&Path) -> String,
+) -> Result<Response, Changed> {
+    let wants_range = headers.contains_key(header::RANGE);
+    let mut variant = choose_variant(file, headers, wants_range);
+
+    // Our own compressed bytes, unless the client's copy is current (a 304 needs none).
+    let mut compressed = None;
+    if let Variant::Compressed(e) = variant {
+        let etag = make_etag(file.id.size(), file.modified, Some(e), true);
+        if !not_modified(headers, &etag, file.modified) {
+            match cache.compressed(file, e).await {
+                Some(bytes) => compressed = Some(bytes),
+                None => variant = Variant::Identity,
+            }
+        }
+    }
+
+    let content_type = file.content_type.to_str().unwrap_or_default();
+    // Too large to compress once (see COMPRESS_SOURCE_MAX): the compression layer does it on the
+    // fly as before, so the bytes differ from the file's and the validator may only be weak.
+    let left_to_layer = matches!(variant, Variant::Identity)
+        && !wants_range
+        && file.id.size() > COMPRESS_SOURCE_MAX
+        && compression::would_compress(content_type, file.id.size(), headers);
+    let (len, modified, encoding, etag, source) = match variant {
+        Variant::Identity => (
+            file.id.size(),
+            file.modified,
+            None,
+            make_etag(file.id.size(), file.modified, None, left_to_layer),
+            match &file.body {
+                Some(b) => Source::Memory(b.clone()),
+                None => Source::File(file.real.clone(), file.id),
+            },
+        ),
+        Variant::Sibling(s) => (
+            s.id.size(),
+            s.modified,
+            Some(s.encoding),
+            make_etag(s.id.size(), s.modified, Some(s.encoding), false),
+            match &s.body {
+                Some(b) => Source::Memory(b.clone()),
+                None => Source::File(s.real.clone(), s.id),
+            },
+        ),
+        Variant::Compressed(e) => {
+            let bytes = compressed.unwrap_or_default();
+            (
+                bytes.len() as u64,
+                file.modified,
+                Some(e),
+                make_etag(file.id.size(), file.modified, Some(e), true),
+                Source::Memory(bytes),
+            )
+        }
     };
-    let (file_path, file_meta, encoding) = match variant {
-        Some((p, m, e)) => (p, m, Some(e)),
-        None => (path.clone(), meta, None),
-    };
-    let len = file_meta.len();
-    let modified = file_meta.modified().ok();
-    // Compressed on the fly by the compression layer: the bytes differ from the file's, so the
-    // validator may only be weak.
-    let weak = encoding.is_none()
-        && compression::would_compress(&content_type, len, headers)
-        && !wants_range;
-    let etag = make_etag(len, modified, encoding, weak);
 
     let mut resp_headers = HeaderMap::new();
-    insert(&mut resp_headers, header::CONTENT_TYPE, &content_type);
+    resp_headers.insert(header::CONTENT_TYPE, file.content_type.clone());
     insert(&mut resp_headers, header::ETAG, &etag);
-    insert(&mut resp_headers, header::CACHE_CONTROL, &cache_for(&path));
+    insert(
+        &mut resp_headers,
+        header::CACHE_CONTROL,
+        &cache_for(&file.real),
+    );
     if let Some(m) = modified {
         insert(
             &mut resp_headers,
@@ -275,14 +466,23 @@ async fn serve_path(
             &httpdate::fmt_http_date(m),
         );
     }
-    if compressible {
+    if file.compressible {
         resp_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     if let Some(e) = encoding {
-        insert(&mut resp_headers, header::CONTENT_ENCODING, e);
+        resp_headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(e.token()),
+        );
     } else {
         resp_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
+    let finish = |mut resp: Response| {
+        if !left_to_layer {
+            resp.extensions_mut().insert(compression::AlreadyEncoded);
+        }
+        resp
+    };
 
     if not_modified(headers, &etag, modified) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
@@ -296,7 +496,7 @@ async fn serve_path(
                 resp.headers_mut().insert(name, v.clone());
             }
         }
-        return Ok(resp);
+        return Ok(finish(resp));
     }
 
     let mut status = StatusCode::OK;
@@ -324,7 +524,7 @@ async fn serve_path(
                     header::CONTENT_RANGE,
                     &format!("bytes */{len}"),
                 );
-                return Ok(resp);
+                return Ok(finish(resp));
             }
             RangeRequest::Ignore => {}
         }
@@ -338,20 +538,72 @@ async fn serve_path(
     let body = if *method == Method::HEAD {
         Body::empty()
     } else {
-        let mut file = tokio::fs::File::open(&file_path)
-            .await
-            .map_err(|_| Refusal::NotFound)?;
-        if start > 0 {
-            file.seek(SeekFrom::Start(start))
-                .await
-                .map_err(|_| Refusal::NotFound)?;
+        match source {
+            Source::Memory(bytes) => {
+                let (s, e) = (
+                    usize::try_from(start).unwrap_or(usize::MAX),
+                    usize::try_from(start + count).unwrap_or(usize::MAX),
+                );
+                match bytes.get(s..e) {
+                    Some(_) => Body::from(bytes.slice(s..e)),
+                    None => return Err(Changed),
+                }
+            }
+            Source::File(path, id) => stream_file(path, id, start, count).await?,
         }
-        Body::from_stream(ReaderStream::with_capacity(file.take(count), READ_CHUNK))
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     *resp.headers_mut() = resp_headers;
-    Ok(resp)
+    Ok(finish(resp))
+}
+
+/// Stream `count` bytes of the file from `start` in big chunks, one blocking read per chunk and
+/// one chunk in memory per response, after checking the open file is still version `id`.
+async fn stream_file(path: PathBuf, id: FileId, start: u64, count: u64) -> Result<Body, Changed> {
+    let file = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path).ok()?;
+        let current = f.metadata().ok().map(|m| FileId::of(&m));
+        (current == Some(id)).then_some(f)
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or(Changed)?;
+    let file = Arc::new(file);
+    let chunks =
+        futures_util::stream::try_unfold((file, start, count), |(file, pos, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let want = usize::try_from(left.min(STREAM_CHUNK as u64)).unwrap_or(STREAM_CHUNK);
+            let f = file.clone();
+            let chunk = tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; want];
+                let mut filled = 0;
+                while filled < want {
+                    let n = f.read_at(&mut buf[filled..], pos + filled as u64)?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                Ok(Bytes::from(buf))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            if chunk.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file shrank while being sent",
+                ));
+            }
+            let n = chunk.len() as u64;
+            Ok(Some((chunk, (file, pos + n, left - n))))
+        });
+    Ok(Body::from_stream(chunks))
 }
 
 fn insert(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
@@ -360,15 +612,20 @@ fn insert(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
     }
 }
 
-fn make_etag(len: u64, modified: Option<SystemTime>, encoding: Option<&str>, weak: bool) -> String {
+fn make_etag(
+    len: u64,
+    modified: Option<SystemTime>,
+    encoding: Option<Encoding>,
+    weak: bool,
+) -> String {
     let nanos = modified
         .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
         .unwrap_or(Duration::ZERO)
         .as_nanos();
     let suffix = match encoding {
-        Some("br") => "-br",
-        Some("gzip") => "-gz",
-        _ => "",
+        Some(Encoding::Br) => "-br",
+        Some(Encoding::Gzip) => "-gz",
+        None => "",
     };
     let tag = format!("\"{len:x}-{nanos:x}{suffix}\"");
     if weak { format!("W/{tag}") } else { tag }

@@ -475,3 +475,291 @@ async fn head_requests_carry_headers_without_body() {
     assert!(r.bytes().await.unwrap().is_empty());
     srv.stop().await;
 }
+
+/// `ef_static_compressions_total{encoding}` of this server, as the metrics endpoint shows it.
+fn compressions(srv: &TestServer, encoding: &str) -> u64 {
+    let mut out = Vec::new();
+    prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &srv.state().metrics().registry().gather(),
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let prefix = format!("ef_static_compressions_total{{encoding=\"{encoding}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+}
+
+fn unbrotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut brotli::Decompressor::new(data, 4096), &mut out).unwrap();
+    out
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(data), &mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_once_per_file_version() {
+    let srv = TestServer::start(&[]).await;
+    install_web_build(&srv.web_root());
+    // The test client has no decompression feature: bodies arrive as sent.
+    let c = srv.client();
+    let url = srv.https_url("/assets/js/index-BXk3a9Fz.js");
+    let original = "console.log('app');\n".repeat(200);
+    assert_eq!(compressions(&srv, "br"), 0);
+    let mut etags = Vec::new();
+    for round in 0..3 {
+        let r = c
+            .get(&url)
+            .header("accept-encoding", "gzip, br")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-encoding"], "br", "round {round}");
+        assert!(
+            r.headers()["vary"]
+                .to_str()
+                .unwrap()
+                .to_ascii_lowercase()
+                .contains("accept-encoding")
+        );
+        etags.push(r.headers()["etag"].to_str().unwrap().to_owned());
+        let len: usize = r.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), len);
+        assert_eq!(unbrotli(&body), original.as_bytes(), "round {round}");
+        // Compressed on the first request only.
+        assert_eq!(compressions(&srv, "br"), 1, "round {round}");
+    }
+    assert!(
+        etags.iter().all(|e| e == &etags[0] && e.starts_with("W/")),
+        "{etags:?}"
+    );
+    // The 304 for the compressed variant needs no compression either.
+    let r = c
+        .get(&url)
+        .header("accept-encoding", "gzip, br")
+        .header("if-none-match", &etags[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    // gzip for a gzip-only client, also once; the validator differs from brotli's.
+    for _ in 0..2 {
+        let r = c
+            .get(&url)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        assert_ne!(r.headers()["etag"].to_str().unwrap(), etags[0]);
+        assert_eq!(gunzip(&r.bytes().await.unwrap()), original.as_bytes());
+    }
+    assert_eq!(compressions(&srv, "gzip"), 1);
+    assert_eq!(compressions(&srv, "br"), 1);
+    // HEAD carries the compressed length without compressing again.
+    let r = c
+        .head(&url)
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "br");
+    assert_eq!(compressions(&srv, "br"), 1);
+
+    // A new version of the file is compressed (once) again, and decodes to the new bytes.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let v2 = "console.log('version two');\n".repeat(300);
+    write(
+        &srv.web_root().join("assets/js/index-BXk3a9Fz.js"),
+        v2.as_bytes(),
+    );
+    for _ in 0..2 {
+        let r = c
+            .get(&url)
+            .header("accept-encoding", "br")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.headers()["etag"].to_str().unwrap(), etags[0]);
+        assert_eq!(unbrotli(&r.bytes().await.unwrap()), v2.as_bytes());
+    }
+    assert_eq!(compressions(&srv, "br"), 2);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precompressed_siblings_are_served_as_they_are() {
+    let srv = TestServer::start(&[]).await;
+    install_web_build(&srv.web_root());
+    // The test client has no decompression feature: bodies arrive as sent.
+    let c = srv.client();
+    let url = srv.https_url("/assets/js/vendor-Ab12Cd34.js");
+    let original = "var precompressed = true;\n".repeat(100);
+    for _ in 0..2 {
+        let r = c
+            .get(&url)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with("-gz\""), "{etag}");
+        let body = r.bytes().await.unwrap();
+        // Exactly the sibling's bytes, which decode to the original.
+        assert_eq!(
+            body.as_ref(),
+            std::fs::read(srv.web_root().join("assets/js/vendor-Ab12Cd34.js.gz")).unwrap()
+        );
+        assert_eq!(gunzip(&body), original.as_bytes());
+    }
+    // A sibling for a lower preference beats compressing for the higher one.
+    std::fs::remove_file(srv.web_root().join("assets/js/vendor-Ab12Cd34.js.br")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = c
+        .get(&url)
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(gunzip(&r.bytes().await.unwrap()), original.as_bytes());
+    assert_eq!(compressions(&srv, "gzip"), 0);
+    assert_eq!(compressions(&srv, "br"), 0);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_files_follow_the_disk_at_once() {
+    let srv = TestServer::start(&[]).await;
+    install_web_build(&srv.web_root());
+    let c = srv.client();
+    let get = |path: &'static str| {
+        let c = c.clone();
+        let url = srv.https_url(path);
+        async move {
+            let r = c
+                .get(url)
+                .header("accept", "text/html")
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/index.html").await, (200, INDEX.to_owned()));
+    assert_eq!(get("/index.html").await, (200, INDEX.to_owned()));
+    // Same length, new content: served new on the next request (no waiting for a TTL). The
+    // pause: file times tick with the kernel's coarse clock, and a rewrite of the same length
+    // within one tick has the same identity (as for nginx's open_file_cache).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let same_len = INDEX.replace("EuraFlow", "FlowEura");
+    assert_eq!(same_len.len(), INDEX.len());
+    write(&srv.web_root().join("index.html"), same_len.as_bytes());
+    assert_eq!(get("/index.html").await, (200, same_len.clone()));
+    assert_eq!(get("/dashboard").await, (200, same_len.clone()));
+    // Replaced by rename (how deploy tools write), longer.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let v3 = format!("{INDEX}<!-- v3 -->");
+    write(&srv.web_root().join("index.html.tmp"), v3.as_bytes());
+    std::fs::rename(
+        srv.web_root().join("index.html.tmp"),
+        srv.web_root().join("index.html"),
+    )
+    .unwrap();
+    assert_eq!(get("/index.html").await, (200, v3));
+    // A deleted file is a 404 at once.
+    assert_eq!(get("/favicon.svg").await.0, 200);
+    std::fs::remove_file(srv.web_root().join("favicon.svg")).unwrap();
+    assert_eq!(get("/favicon.svg").await.0, 404);
+    // A file replaced by a symlink that leaves the root is refused at once.
+    assert_eq!(get("/data/categoryTree.json").await.0, 200);
+    let outside = srv.dir.path().join("outside.json");
+    std::fs::write(&outside, "TOP-SECRET").unwrap();
+    std::fs::remove_file(srv.web_root().join("data/categoryTree.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, srv.web_root().join("data/categoryTree.json")).unwrap();
+    let (status, body) = get("/data/categoryTree.json").await;
+    assert_eq!(status, 404);
+    assert!(!body.contains("TOP-SECRET"));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_stream_intact_with_ranges() {
+    use sha2::Digest;
+    let srv = TestServer::start(&[]).await;
+    // 5 MiB + a bit: above the in-memory limit, not a multiple of the chunk size.
+    let data: Vec<u8> = (0..5 * 1024 * 1024 + 12_345u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    write(&srv.downloads_root().join("big.bin"), &data);
+    let c = srv.client();
+    let url = srv.https_url("/downloads/big.bin");
+    for _ in 0..2 {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-length"],
+            data.len().to_string().as_str()
+        );
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), data.len());
+        assert_eq!(sha2::Sha256::digest(&body), sha2::Sha256::digest(&data));
+    }
+    // A range across chunk boundaries, and the tail.
+    let (s, e) = (200_000usize, 900_000usize);
+    let r = c
+        .get(&url)
+        .header("range", format!("bytes={s}-{e}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes {s}-{e}/{}", data.len()).as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[s..=e]);
+    let r = c
+        .get(&url)
+        .header("range", "bytes=-1000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        &data[data.len() - 1000..]
+    );
+    // Rewritten: the next download is the new file, whole.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let data2: Vec<u8> = data.iter().rev().copied().collect();
+    write(&srv.downloads_root().join("big.bin"), &data2);
+    let body = c.get(&url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha2::Sha256::digest(&body), sha2::Sha256::digest(&data2));
+    // A range of a small (in-memory) file still works too.
+    install_web_build(&srv.web_root());
+    let r = c
+        .get(srv.https_url("/notice.mp3"))
+        .header("range", "bytes=4-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &[0xff, 0xfb, 0x90, 0x00]);
+    srv.stop().await;
+}

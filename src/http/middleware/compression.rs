@@ -84,6 +84,12 @@ pub fn would_compress(content_type: &str, len: u64, request_headers: &HeaderMap)
         && !accepted_in_preference_order(request_headers).is_empty()
 }
 
+/// A response extension: the handler already chose the encoding of these bytes (the static
+/// handler's compress-once variants, precompressed siblings, and identity it decided on), so this
+/// layer must not compress them again per request.
+#[derive(Clone, Copy, Debug)]
+pub struct AlreadyEncoded;
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CompressiblePredicate;
 
@@ -92,6 +98,9 @@ impl Predicate for CompressiblePredicate {
     where
         B: http_body::Body,
     {
+        if response.extensions().get::<AlreadyEncoded>().is_some() {
+            return false;
+        }
         let headers = response.headers();
         let ct = headers
             .get(header::CONTENT_TYPE)
