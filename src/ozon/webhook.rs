@@ -458,14 +458,18 @@ pub async fn rotate_secret(
     let tx = work.tx();
     let had: bool = tx
         .row(
-            "UPDATE ozon_shops SET webhook_secret_sha256 = $2, webhook_secret_created_at = now(),
-                    updated_at = now()
-              WHERE id = $1
-          RETURNING (SELECT webhook_secret_sha256 IS NOT NULL FROM ozon_shops WHERE id = $1)",
-            &[&shop_id, &digest(&secret).as_slice()],
+            "SELECT webhook_secret_sha256 IS NOT NULL FROM ozon_shops WHERE id = $1 FOR UPDATE",
+            &[&shop_id],
         )
         .await?
         .get(0);
+    tx.exec(
+        "UPDATE ozon_shops SET webhook_secret_sha256 = $2, webhook_secret_created_at = now(),
+                updated_at = now()
+          WHERE id = $1",
+        &[&shop_id, &digest(&secret).as_slice()],
+    )
+    .await?;
     audit::write(
         tx,
         actor,

@@ -111,7 +111,7 @@ pub async fn receive_legacy(
 }
 
 /// The base URL sellers reach the server at: `EF__PUBLIC_URL`, else the request's host.
-fn base_url(state: &AppState, h: &HeaderMap) -> String {
+fn base_url(state: &AppState, h: &HeaderMap, uri: &http::Uri) -> String {
     if let Some(url) = &state.config().business.public_url {
         return url.clone();
     }
@@ -120,6 +120,8 @@ fn base_url(state: &AppState, h: &HeaderMap) -> String {
         .unwrap_or("https");
     let host = header_str(h, "x-forwarded-host")
         .or_else(|| header_str(h, header::HOST.as_str()))
+        // HTTP/2 sends no Host header: the authority is in the request's URI.
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .filter(|host| {
             !host.is_empty()
                 && host
@@ -138,9 +140,10 @@ pub async fn shop_config(
     origin: Origin,
     ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
+    uri: http::Uri,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.db().get().await?;
-    let base = base_url(&state, &headers);
+    let base = base_url(&state, &headers, &uri);
     Ok(Json(
         webhook::shop_config(&client, &user.actor(&origin), id, &base).await?,
     ))
@@ -153,8 +156,9 @@ pub async fn rotate(
     origin: Origin,
     ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
+    uri: http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let base = base_url(&state, &headers);
+    let base = base_url(&state, &headers, &uri);
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
     let out = webhook::rotate_secret(&mut work, &user.actor(&origin), id, &base).await?;
