@@ -640,3 +640,84 @@ async fn push_answer_latency() {
     assert_eq!(webhook_jobs(&w).await, 200);
     assert!(p99 < Duration::from_secs(5), "p99 {p99:?}");
 }
+
+/// Start an order sync from the order page and wait for its job to end.
+async fn sync_orders(w: &World, token: &str, shop: i64, mode: &str) {
+    let (status, body) = call(
+        &w.srv,
+        Method::POST,
+        "/ozon/orders/sync",
+        token,
+        Some(json!({"shop_id": shop, "mode": mode})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["task_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, t) = call(
+            &w.srv,
+            Method::GET,
+            &format!("/ozon/sync/status/{id}"),
+            token,
+            None,
+        )
+        .await;
+        if t["data"]["status"] == "completed" {
+            return;
+        }
+        assert_ne!(t["data"]["status"], "failed", "{t}");
+        assert!(Instant::now() < deadline, "{t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_incremental_sync_tells_the_shops_sockets_and_the_full_sync_does_not() {
+    let w = world().await;
+    let running = worker(&w);
+    let mut ws1 = connect(&w.srv, &w.m1).await;
+    let mut ws2 = connect(&w.srv, &w.m2).await;
+    assert_eq!(next_json(&mut ws1).await["type"], "connected");
+    assert_eq!(next_json(&mut ws2).await["type"], "connected");
+    sync_orders(&w, &w.m1, w.shop0, "full").await;
+    assert!(
+        next_posting_message(&mut ws1, Duration::from_secs(1))
+            .await
+            .is_none(),
+        "a full sync sends nothing"
+    );
+    let number = w
+        .fake
+        .handle()
+        .posting_numbers(0)
+        .into_iter()
+        .find(|n| w.fake.handle().posting_status(0, n).as_deref() == Some("awaiting_packaging"))
+        .expect("a posting awaiting packaging");
+    assert!(w.fake.handle().set_posting_status(0, &number, "delivered"));
+    let new = w.fake.handle().add_postings(0, 1).remove(0);
+    sync_orders(&w, &w.m1, w.shop0, "incremental").await;
+    let mut got = Vec::new();
+    while let Some(m) = next_posting_message(&mut ws1, Duration::from_secs(3)).await {
+        got.push((
+            m["type"].as_str().unwrap().to_owned(),
+            m["data"]["posting_number"].as_str().unwrap().to_owned(),
+        ));
+        if got.len() == 2 {
+            break;
+        }
+    }
+    got.sort();
+    let mut want = vec![
+        ("posting.created".to_owned(), new),
+        ("posting.delivered".to_owned(), number),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(
+        next_posting_message(&mut ws2, Duration::from_secs(1))
+            .await
+            .is_none()
+    );
+    running.stop().await;
+}
