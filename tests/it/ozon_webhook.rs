@@ -721,3 +721,34 @@ async fn the_incremental_sync_tells_the_shops_sockets_and_the_full_sync_does_not
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn the_daily_cleanup_deletes_push_rows_after_thirty_days() {
+    use euraflow::jobs::core_jobs::Cleanup;
+    use euraflow::jobs::{Job, JobContext};
+    let db = TestDb::migrated().await;
+    let h = Harness::new(&db, &[]);
+    h.client()
+        .await
+        .batch_execute(
+            "INSERT INTO ozon_webhook_events (event_id, event_type, message_type, payload, status,
+                                              idempotency_key, created_at)
+             VALUES ('a', 'x', 'X', '{}', 'ignored', 'a', now() - interval '31 days'),
+                    ('b', 'x', 'X', '{}', 'ignored', 'b', now() - interval '29 days');",
+        )
+        .await
+        .unwrap();
+    let ctx = JobContext::new(1, 1, 1, Default::default(), h.env.clone());
+    let out = Cleanup {}.run(ctx).await.unwrap();
+    assert_eq!(out["ozon_webhook_events_deleted"], 1, "{out}");
+    let left: Vec<String> = h
+        .client()
+        .await
+        .query("SELECT event_id FROM ozon_webhook_events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, vec!["b".to_owned()]);
+}
