@@ -65,7 +65,8 @@ pub async fn run(
     let socket_activated = app.socket_activated();
     let running = app.start(&lifecycle);
     if let Some(demo) = &demo {
-        demo.seed(running.state(), &lifecycle).await;
+        demo.seed(running.state(), &lifecycle, running.http_addr)
+            .await;
     }
     let where_ = listeners_text(&running);
     tracing::info!(

@@ -603,6 +603,12 @@ pub static KEYS: &[Key] = &[
         Value("50"),
         "Ozon API calls per second per shop, shared by every process through Redis.",
     ),
+    key(
+        "EF__PUBLIC_URL",
+        "business",
+        Unset,
+        "The https base URL sellers reach this server at (e.g. https://erp.example.com), used to build the shops' Ozon push URLs (<base>/api/ef/v1/ozon/webhook/<shop>/<secret>). Unset: built from the request's Host.",
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static Key> {

@@ -174,6 +174,10 @@ pub(super) fn build(loader: Loader<'_>) -> (Loaded, Vec<ConfigError>) {
             ozon_api_base_url: r.get("EF__OZON_API_BASE_URL"),
             ozon_timeout: r.get::<Dur>("EF__OZON_TIMEOUT").0,
             ozon_rate_limit: r.get("EF__OZON_RATE_LIMIT"),
+            public_url: r
+                .get::<Option<String>>("EF__PUBLIC_URL")
+                .map(|u| u.trim().trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
         },
         state_dir,
     };

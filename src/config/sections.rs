@@ -191,6 +191,8 @@ pub struct BusinessConfig {
     pub ozon_api_base_url: String,
     pub ozon_timeout: Duration,
     pub ozon_rate_limit: u32,
+    /// `EF__PUBLIC_URL` without a trailing slash; `None`: the push URL is built from the request.
+    pub public_url: Option<String>,
 }
 
 impl Config {

@@ -211,6 +211,29 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
             ),
         });
     }
+    if let Some(url) = &c.business.public_url {
+        let origin_only = url.split_once("://").is_some_and(|(scheme, rest)| {
+            (scheme == "https" || scheme == "http")
+                && !rest.is_empty()
+                && !rest.contains(['?', '#'])
+        });
+        if !origin_only {
+            r.fail(
+                "EF__PUBLIC_URL",
+                format!(
+                    "EF__PUBLIC_URL={url} ({}) is not an http(s) URL; fix: write the address sellers open, e.g. https://erp.example.com, or leave it unset",
+                    r.source_of("EF__PUBLIC_URL")
+                ),
+            );
+        } else if prod && !url.starts_with("https://") {
+            diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                message: format!(
+                    "EF__PUBLIC_URL={url} is plain HTTP: Ozon's push URLs carry a secret and should be https"
+                ),
+            });
+        }
+    }
     if !(1..=1000).contains(&c.business.ozon_rate_limit) {
         r.fail(
             "EF__OZON_RATE_LIMIT",

@@ -4,7 +4,7 @@
 //!   the worker heartbeat with the server's health logic, and records the result in
 //!   `system_health_checks`;
 //! - `ef.core.cleanup` (daily 03:00 UTC): deletes finished jobs, run logs and health records past
-//!   `EF__JOB_RETENTION_DAYS` and stale heartbeats; moves audit rows older than 180 days to
+//!   `EF__JOB_RETENTION_DAYS`, Ozon push rows past 30 days and stale heartbeats; moves audit rows older than 180 days to
 //!   `audit_logs_archive` and deletes ended login sessions, when those tables exist;
 //! - `ef.system.database_backup` (05:00 and 17:00 UTC, as the original): `pg_dump` into
 //!   `EF__BACKUP_DIR`, keeping `EF__BACKUP_RETENTION_DAYS`.
@@ -132,6 +132,23 @@ impl Job for Cleanup {
             }
             out.insert(format!("{what}_deleted"), json!(total));
         }
+        // Ozon pushes: kept 30 days whatever the job retention (they hold order payloads).
+        let mut pushes = 0u64;
+        loop {
+            let n = client
+                .execute(
+                    "DELETE FROM ozon_webhook_events WHERE id IN (
+                        SELECT id FROM ozon_webhook_events
+                         WHERE created_at < now() - make_interval(days => $1) LIMIT $2)",
+                    &[&crate::ozon::webhook::RETENTION_DAYS, &BATCH],
+                )
+                .await?;
+            pushes += n;
+            if n < BATCH as u64 || ctx.is_cancelled() {
+                break;
+            }
+        }
+        out.insert("ozon_webhook_events_deleted".into(), json!(pushes));
         let beats = client
             .execute(
                 "DELETE FROM service_heartbeats WHERE last_seen_at < now() - interval '1 day'",

@@ -6,16 +6,20 @@
 //! generated once into `<state dir>/demo-password`) owns the fake's shops. Their products and
 //! the last 30 days of postings are synced through the same jobs as a real shop's, so the
 //! 商品列表, 订单管理 and 店铺概览 pages show real mirrors of the fake's data. While the server
-//! runs, a new order arrives in one of the shops every [`NEW_ORDER_EVERY`] and the shop's order
-//! sync picks it up, as an Ozon push would start it.
+//! runs, a new order arrives in one of the shops every [`NEW_ORDER_EVERY`] and the fake sends
+//! Ozon's `TYPE_NEW_POSTING` push for it to the shop's push URL on the loopback listener (each
+//! demo shop gets a fresh push secret at start), so the push job re-reads it and the web app shows
+//! the new-order toast.
 //!
 //! Development only: `--demo` is refused without `--dev`, and nothing here runs otherwise.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use super::fake::push::{self, Pusher};
 use super::fake::{FakeConfig, FakeOzon};
 use super::product_sync::Mode;
 use super::shops::{self, NewShop};
@@ -74,7 +78,7 @@ impl Demo {
     /// Make sure the demo seller and its shops exist, start their first syncs, and keep new
     /// orders coming while the server runs. Failures are logged: the server runs without a
     /// demo rather than not at all.
-    pub async fn seed(&self, state: &AppState, lifecycle: &Lifecycle) {
+    pub async fn seed(&self, state: &AppState, lifecycle: &Lifecycle, http_addr: SocketAddr) {
         match self.seed_once(state).await {
             Ok(Seeded {
                 password_file,
@@ -91,7 +95,7 @@ impl Demo {
                         state.config().state_dir.join(PASSWORD_FILE).display()
                     ),
                 }
-                self.keep_orders_coming(state.clone(), lifecycle, shop_ids);
+                self.keep_orders_coming(state.clone(), lifecycle, shop_ids, http_addr);
             }
             Err(e) => tracing::error!(
                 error = format!("{e:#}"),
@@ -141,9 +145,12 @@ impl Demo {
             postings::start_sync(&mut work, &seller, shop_id, Mode::Full)
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the demo shop's order sync: {e}"))?;
+            let secret = super::webhook::set_secret(work.tx(), shop_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("giving the demo shop a push URL: {e}"))?;
             let effects = work.commit().await?;
             state.auth().apply(effects).await;
-            shop_ids.push((shop.index, shop_id));
+            shop_ids.push((shop.index, shop_id, secret));
         }
         Ok(Seeded {
             password_file,
@@ -151,13 +158,14 @@ impl Demo {
         })
     }
 
-    /// A new order in the next shop every [`NEW_ORDER_EVERY`], then that shop's incremental
-    /// order sync (what a push from Ozon starts).
+    /// A new order in the next shop every [`NEW_ORDER_EVERY`], then Ozon's push for it to the
+    /// shop's push URL on the loopback listener (an incremental sync if the push fails).
     fn keep_orders_coming(
         &self,
         state: AppState,
         lifecycle: &Lifecycle,
-        shop_ids: Vec<(usize, i64)>,
+        shop_ids: Vec<(usize, i64, String)>,
+        http_addr: SocketAddr,
     ) {
         if shop_ids.is_empty() {
             return;
@@ -172,9 +180,13 @@ impl Demo {
                     _ = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let (index, shop_id) = shop_ids[round % shop_ids.len()];
+                let (index, shop_id, secret) = &shop_ids[round % shop_ids.len()];
+                let (index, shop_id) = (*index, *shop_id);
                 let numbers = fake.add_postings(index, 1);
-                if let Err(e) = sync_orders(&state, shop_id).await {
+                let url = super::webhook::push_url(&format!("http://{http_addr}"), shop_id, secret);
+                if push_new_orders(&fake, index, &numbers, &url).await {
+                    tracing::info!(shop_id, postings = ?numbers, "demo: a new order arrived; Ozon's push for it was sent");
+                } else if let Err(e) = sync_orders(&state, shop_id).await {
                     tracing::warn!(
                         error = format!("{e:#}"),
                         "demo: could not start the order sync"
@@ -189,8 +201,41 @@ impl Demo {
 
 struct Seeded {
     password_file: Option<PathBuf>,
-    /// (fake shop index, our shop id)
-    shop_ids: Vec<(usize, i64)>,
+    /// (fake shop index, our shop id, its push secret)
+    shop_ids: Vec<(usize, i64, String)>,
+}
+
+/// Send `TYPE_NEW_POSTING` for each new posting; false (logged) when a push was not accepted.
+async fn push_new_orders(
+    fake: &super::fake::FakeHandle,
+    index: usize,
+    numbers: &[String],
+    url: &str,
+) -> bool {
+    let pusher = match Pusher::new(true) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "demo: cannot build the push sender");
+            return false;
+        }
+    };
+    for number in numbers {
+        let Some(body) = push::new_posting(fake, index, number) else {
+            return false;
+        };
+        match pusher.send(url, &body).await {
+            Ok(d) if d.status == 200 => {}
+            Ok(d) => {
+                tracing::warn!(status = d.status, body = %d.body, "demo: the push was refused");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "demo: the push was not delivered");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 async fn sync_orders(state: &AppState, shop_id: i64) -> anyhow::Result<()> {

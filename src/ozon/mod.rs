@@ -15,6 +15,9 @@
 //! - `posting_mirror`: Ozon posting objects into `ozon_postings` (products, packages,
 //!   `operation_status`, sales counters), shared by every writer of postings.
 //! - `posting_sync`: the posting mirror's sync jobs (incremental, full, the hourly pull, one posting).
+//! - `webhook`: Ozon's push notifications — per-shop secret URLs, the receiver, the push job
+//!   that re-reads the posting, the admin push log.
+//! - `posting_events`: the realtime messages of new and changed postings.
 //! - `postings`: the order page's reads (list with tabs and counters, detail) and sync requests.
 //! - `overview`: the overview page's statistics and daily series.
 //! - `global_settings`: the Ozon pages' global settings (time zone, image CDN, ...).
@@ -25,6 +28,7 @@ pub(crate) mod demo;
 pub mod fake;
 pub(crate) mod global_settings;
 pub(crate) mod overview;
+pub(crate) mod posting_events;
 pub(crate) mod posting_mirror;
 pub(crate) mod posting_sync;
 pub(crate) mod postings;
@@ -33,6 +37,7 @@ pub(crate) mod products;
 pub(crate) mod shops;
 pub(crate) mod tasks;
 pub(crate) mod tenancy;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 

@@ -94,6 +94,10 @@ pub struct PostingEvent {
     /// `posting.created`, `posting.status_changed`, `posting.cancelled`, `posting.delivered`.
     pub kind: &'static str,
     pub status: String,
+    /// The status before the write (`None` for a new posting).
+    pub old_status: Option<String>,
+    /// Σ quantity of the posting's products as written (0 when Ozon sent none).
+    pub product_count: u32,
 }
 
 #[derive(Debug, Default)]
@@ -504,6 +508,8 @@ pub async fn write(tx: &impl Sql, shop_id: i64, postings: &[Posting]) -> Result<
             posting_number: row.posting_number.clone(),
             kind,
             status: row.status.clone(),
+            old_status: old.map(|o| o.status.clone()),
+            product_count: row.products.iter().map(|x| x.quantity.max(0) as u32).sum(),
         };
         match old {
             None if *inserted => out.events.push(event("posting.created")),
@@ -534,8 +540,7 @@ pub async fn write(tx: &impl Sql, shop_id: i64, postings: &[Posting]) -> Result<
         )
         .await?;
     }
-    // TODO(realtime): publish `out.events` (posting.created / status_changed / cancelled /
-    // delivered) to the users of the shop once `src/realtime` lands; the caller commits first.
+    // The caller publishes `out.events` (`posting_events`) once it has committed.
     Ok(out)
 }
 

@@ -29,7 +29,8 @@ use serde_json::{Value, json};
 
 use super::Ozon;
 use super::client::{OzonError, PostingFilter, PostingWith, SortDir, TimeRange};
-use super::posting_mirror;
+use super::posting_events;
+use super::posting_mirror::{self, PostingEvent};
 use super::product_sync::{Mode, Progress, SyncError, load_shop, shop_client};
 use super::tasks::{SyncKind, exclusive_key};
 use crate::db::sql::Sql;
@@ -100,7 +101,21 @@ impl Job for OrdersSync {
         let ozon = ctx.ozon()?.clone();
         let progress = Progress { ctx: Some(&ctx) };
         match sync_shop(ctx.db(), &ozon, self.shop_id, self.mode, &progress).await {
-            Ok(summary) => Ok(summary.to_json()),
+            Ok(summary) => {
+                if summary.events.total > 0 {
+                    match crate::realtime::Realtime::publisher(ctx.config(), ctx.redis().clone()) {
+                        Ok(rt) => {
+                            posting_events::publish_collected(&rt, self.shop_id, &summary.events)
+                                .await;
+                        }
+                        Err(e) => tracing::warn!(
+                            error = format!("{e:#}"),
+                            "the sync's posting changes were not published to the web app"
+                        ),
+                    }
+                }
+                Ok(summary.to_json())
+            }
             Err(e) => {
                 let message = e.to_string();
                 note_failure(ctx.db(), self.shop_id, &message).await;
@@ -169,6 +184,8 @@ pub struct Summary {
     pub inserted: u64,
     pub updated: u64,
     pub pages: u64,
+    /// The changes an incremental run publishes (`posting_events`); a full run collects none.
+    pub events: posting_events::Collected,
 }
 
 impl Summary {
@@ -277,7 +294,9 @@ pub async fn sync_shop(
                 tx.commit().await?;
                 w
             };
-            // TODO(realtime): publish `written.events` to the shop's users here.
+            if !full {
+                summary.events.add(written.events);
+            }
             summary.total_synced += n;
             summary.inserted += written.inserted;
             summary.updated += written.updated;
@@ -345,6 +364,19 @@ pub async fn sync_posting(
     shop_id: i64,
     posting_number: &str,
 ) -> Result<Option<(String, DateTime<Utc>)>, SyncError> {
+    Ok(refresh_posting(db, ozon, shop_id, posting_number)
+        .await?
+        .map(|(stored, _)| stored))
+}
+
+/// [`sync_posting`] with the changes the write made, for a caller that publishes them (the push
+/// job). `Ok(None)` when Ozon does not know the number.
+pub async fn refresh_posting(
+    db: &Database,
+    ozon: &Ozon,
+    shop_id: i64,
+    posting_number: &str,
+) -> Result<Option<((String, DateTime<Utc>), Vec<PostingEvent>)>, SyncError> {
     let shop = load_shop(db, shop_id).await?;
     let api = shop_client(ozon, &shop)?;
     let posting = match api.posting_get(posting_number, WITH).await {
@@ -366,13 +398,14 @@ pub async fn sync_posting(
         )
         .await?;
     tx.commit().await?;
-    // TODO(realtime): publish `written.events` to the shop's users here.
-    let _ = written.events;
     Ok(row.map(|r| {
         (
-            r.get(0),
-            r.get::<_, Option<DateTime<Utc>>>(1)
-                .unwrap_or_else(Utc::now),
+            (
+                r.get(0),
+                r.get::<_, Option<DateTime<Utc>>>(1)
+                    .unwrap_or_else(Utc::now),
+            ),
+            written.events,
         )
     }))
 }

@@ -40,6 +40,7 @@ mod ozon_client;
 mod ozon_postings;
 mod ozon_products;
 mod ozon_shops;
+mod ozon_webhook;
 mod permissions;
 mod process;
 mod realtime;

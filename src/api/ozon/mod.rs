@@ -6,6 +6,7 @@ pub mod orders;
 pub mod products;
 pub mod shops;
 pub mod tasks;
+pub mod webhook;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -44,6 +45,14 @@ pub fn routes() -> Router<AppState> {
             get(orders::global_setting).put(orders::put_global_setting),
         )
         .route("/ozon/sync/status/{task_id}", get(tasks::status))
+        .route(
+            "/ozon/shops/{shop_id}/webhook",
+            get(webhook::shop_config).post(webhook::rotate),
+        )
+        .route("/ozon/webhook", post(webhook::receive_legacy))
+        .route("/ozon/webhook/events", get(webhook::events))
+        .route("/ozon/webhook/events/{id}/retry", post(webhook::retry))
+        .route("/ozon/webhook/{shop_id}/{secret}", post(webhook::receive))
         .route(
             "/ozon/scan-shipping/access",
             get(shops::scan_shipping_access),

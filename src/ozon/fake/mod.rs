@@ -16,6 +16,7 @@
 mod catalog;
 mod knobs;
 mod orders;
+pub mod push;
 mod routes;
 
 use std::net::SocketAddr;
@@ -324,6 +325,14 @@ impl FakeHandle {
             }
             None => false,
         }
+    }
+
+    /// The posting as `/v3/posting/fbs/get` returns it (without analytics and financial data).
+    pub fn posting_json(&self, shop: usize, posting_number: &str) -> Option<serde_json::Value> {
+        let s = self.shop(shop)?;
+        let o = read(&s.orders);
+        o.by_posting_number(posting_number)
+            .map(|i| o.posting(i, false, false))
     }
 
     /// New postings processed now (status `awaiting_packaging`); their numbers.
