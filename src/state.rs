@@ -28,6 +28,7 @@ struct Inner {
     /// The job types this server knows (for `/sync-services/handlers` and triggering).
     job_registry: crate::jobs::Registry,
     ozon: Arc<crate::ozon::Ozon>,
+    exchange_rates: Arc<crate::exchange_rates::ExchangeRates>,
     started: Instant,
     stats: ServerStats,
     hsts: Option<HeaderValue>,
@@ -56,8 +57,10 @@ impl AppState {
             redis.clone(),
             ozon_metrics,
         )?);
+        let exchange_rates = Arc::new(crate::exchange_rates::ExchangeRates::from_config(&config)?);
         Ok(AppState(Arc::new(Inner {
             ozon,
+            exchange_rates,
             job_registry: crate::jobs::builtin_registry(),
             auth,
             realtime,
@@ -103,6 +106,11 @@ impl AppState {
 
     pub fn ozon(&self) -> &crate::ozon::Ozon {
         &self.0.ozon
+    }
+
+    /// The exchange-rate provider client and data key.
+    pub fn exchange_rates(&self) -> &crate::exchange_rates::ExchangeRates {
+        &self.0.exchange_rates
     }
 
     pub fn metrics(&self) -> &Metrics {

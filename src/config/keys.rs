@@ -603,6 +603,18 @@ pub static KEYS: &[Key] = &[
         Value("50"),
         "Ozon API calls per second per shop, shared by every process through Redis.",
     ),
+    key(
+        "EF__EXCHANGE_RATE_API_BASE_URL",
+        "business",
+        Value("https://v6.exchangerate-api.com"),
+        "Exchange-rate provider (exchangerate-api.com v6) base URL; the key is configured in the web app (系统配置 → 第三方服务). Tests and the demo point it at a fake provider.",
+    ),
+    key(
+        "EF__EXCHANGE_RATE_TIMEOUT",
+        "business",
+        Value("10s"),
+        "Timeout of one exchange-rate provider call (connecting included).",
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static Key> {

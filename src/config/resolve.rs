@@ -174,6 +174,8 @@ pub(super) fn build(loader: Loader<'_>) -> (Loaded, Vec<ConfigError>) {
             ozon_api_base_url: r.get("EF__OZON_API_BASE_URL"),
             ozon_timeout: r.get::<Dur>("EF__OZON_TIMEOUT").0,
             ozon_rate_limit: r.get("EF__OZON_RATE_LIMIT"),
+            exchange_rate_api_base_url: r.get("EF__EXCHANGE_RATE_API_BASE_URL"),
+            exchange_rate_timeout: r.get::<Dur>("EF__EXCHANGE_RATE_TIMEOUT").0,
         },
         state_dir,
     };

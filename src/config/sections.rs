@@ -191,6 +191,8 @@ pub struct BusinessConfig {
     pub ozon_api_base_url: String,
     pub ozon_timeout: Duration,
     pub ozon_rate_limit: u32,
+    pub exchange_rate_api_base_url: String,
+    pub exchange_rate_timeout: Duration,
 }
 
 impl Config {

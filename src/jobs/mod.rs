@@ -46,6 +46,7 @@ pub fn builtin_registry() -> Registry {
     core_jobs::register(&mut registry);
     crate::ozon::product_sync::register(&mut registry);
     crate::ozon::posting_sync::register(&mut registry);
+    crate::exchange_rates::register(&mut registry);
     registry
 }
 
