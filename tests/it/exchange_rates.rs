@@ -558,3 +558,53 @@ async fn rotating_the_data_key_re_encrypts_the_provider_key() {
     srv.stop().await;
     drop(db);
 }
+
+/// `euraflow check`'s exchange-rate line: not configured (info), fresh (pass), stale (warn).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checklist_reports_the_rate_and_its_staleness() {
+    let w = world(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = w.db.env();
+    env.extend(shared_env(&w.fake, w.data_key.as_deref()));
+    env.push(("EF__REDIS_PREFIX".into(), "test:rates-check:".into()));
+    let line = || {
+        let out = std::process::Command::new(common::BIN)
+            .args(["--dev", "check", "--json"])
+            .current_dir(dir.path())
+            .env_clear()
+            .envs(env.clone())
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "exchange_rate")
+            .unwrap_or_else(|| panic!("no exchange_rate line in {v}"))
+            .clone()
+    };
+    let l = line();
+    assert_eq!(l["outcome"], "info", "{l}");
+    assert!(
+        l["found"].as_str().unwrap().contains("not configured"),
+        "{l}"
+    );
+
+    configure(&w).await;
+    let l = line();
+    assert_eq!(l["outcome"], "warn", "configured, nothing fetched: {l}");
+    assert_eq!(refresh(&w).await["status"], "success");
+    let l = line();
+    assert_eq!(l["outcome"], "pass", "{l}");
+    assert!(l["found"].as_str().unwrap().contains("12.500000"), "{l}");
+
+    w.fake.handle().set_mode(FakeMode::Status(500));
+    assert_eq!(refresh(&w).await["status"], "failed");
+    let l = line();
+    assert_eq!(l["outcome"], "warn", "{l}");
+    let found = l["found"].as_str().unwrap();
+    assert!(found.contains("stale") && found.contains("HTTP 500"), "{l}");
+    assert!(!found.contains(KEY));
+}
