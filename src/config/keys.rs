@@ -303,7 +303,7 @@ pub static KEYS: &[Key] = &[
         "EF__DATA_KEY",
         "security",
         "data_key",
-        "Key ring that encrypts stored third-party credentials (Ozon Api-Keys): base64url 32-byte keys (euraflow gen-data-key), the first encrypts. The package generates it; --dev keeps one in the state directory.",
+        "Key ring that encrypts stored third-party credentials (Ozon Api-Keys, the exchange-rate API key): base64url 32-byte keys (euraflow gen-data-key), the first encrypts. The package generates it; --dev keeps one in the state directory.",
     ),
     key(
         "EF__ALGORITHM",
