@@ -186,6 +186,7 @@ pub async fn configure(
         }
         (None, Some(sealed)) => {
             let enabled = body.is_enabled.unwrap_or(true);
+            // Two admins configuring at once: the one-row constraint refuses the second.
             work.tx()
                 .row(
                     "INSERT INTO exchange_rate_config (api_key, api_provider, is_enabled, base_currency)
@@ -193,7 +194,17 @@ pub async fn configure(
                      RETURNING id, api_provider, is_enabled, base_currency",
                     &[sealed, &provider, &enabled, &base],
                 )
-                .await?
+                .await
+                .map_err(|e| {
+                    if crate::db::sql::is_unique_violation(&e) {
+                        DomainError::conflict(
+                            "CONFIG_CHANGED",
+                            "汇率API刚被另一位管理员配置，请刷新页面后重试",
+                        )
+                    } else {
+                        DomainError::from(e)
+                    }
+                })?
         }
         (Some(old), sealed) => {
             let id: i32 = old.get(0);
