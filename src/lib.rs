@@ -19,6 +19,7 @@ pub mod config;
 pub mod credit;
 pub mod db;
 pub mod domain;
+pub mod exchange_rates;
 pub mod exit;
 pub mod health;
 pub mod http;

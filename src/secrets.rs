@@ -213,6 +213,9 @@ pub fn ozon_api_key_context(client_id: &str) -> String {
     format!("ozon_shop.api_key:{client_id}")
 }
 
+/// The associated data of the exchange-rate provider's key (one per installation).
+pub const EXCHANGE_RATE_KEY_CONTEXT: &str = "exchange_rate_config.api_key";
+
 /// How a secret is shown by the API: never the value.
 pub const MASK: &str = "******";
 

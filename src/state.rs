@@ -29,6 +29,7 @@ struct Inner {
     job_registry: crate::jobs::Registry,
     ozon: Arc<crate::ozon::Ozon>,
     static_files: crate::http::static_cache::StaticCache,
+    exchange_rates: Arc<crate::exchange_rates::ExchangeRates>,
     started: Instant,
     stats: ServerStats,
     hsts: Option<HeaderValue>,
@@ -58,9 +59,11 @@ impl AppState {
             ozon_metrics,
         )?);
         let static_files = crate::http::static_cache::StaticCache::new(metrics.registry())?;
+        let exchange_rates = Arc::new(crate::exchange_rates::ExchangeRates::from_config(&config)?);
         Ok(AppState(Arc::new(Inner {
             ozon,
             static_files,
+            exchange_rates,
             job_registry: crate::jobs::builtin_registry(),
             auth,
             realtime,
@@ -111,6 +114,11 @@ impl AppState {
     /// The static handler's file and compressed-variant caches.
     pub fn static_files(&self) -> &crate::http::static_cache::StaticCache {
         &self.0.static_files
+    }
+
+    /// The exchange-rate provider client and data key.
+    pub fn exchange_rates(&self) -> &crate::exchange_rates::ExchangeRates {
+        &self.0.exchange_rates
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -15,6 +15,7 @@ pub mod clone;
 pub mod credit;
 pub mod envelope;
 pub mod error;
+pub mod exchange_rates;
 pub mod extract;
 pub mod health;
 pub mod jobs;
@@ -140,6 +141,7 @@ fn json_routes(state: &AppState) -> Router<AppState> {
         .route("/notifications/ws", get(realtime::ws))
         .route("/notifications/stats", get(realtime::stats))
         .merge(ozon::routes())
+        .merge(exchange_rates::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             BodyLimit::json(&state.config().http),
             body_limit::enforce,

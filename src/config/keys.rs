@@ -303,7 +303,7 @@ pub static KEYS: &[Key] = &[
         "EF__DATA_KEY",
         "security",
         "data_key",
-        "Key ring that encrypts stored third-party credentials (Ozon Api-Keys): base64url 32-byte keys (euraflow gen-data-key), the first encrypts. The package generates it; --dev keeps one in the state directory.",
+        "Key ring that encrypts stored third-party credentials (Ozon Api-Keys, the exchange-rate API key): base64url 32-byte keys (euraflow gen-data-key), the first encrypts. The package generates it; --dev keeps one in the state directory.",
     ),
     key(
         "EF__ALGORITHM",
@@ -608,6 +608,18 @@ pub static KEYS: &[Key] = &[
         "business",
         Unset,
         "The https base URL sellers reach this server at (e.g. https://erp.example.com), used to build the shops' Ozon push URLs (<base>/api/ef/v1/ozon/webhook/<shop>/<secret>). Unset: built from the request's Host.",
+    ),
+    key(
+        "EF__EXCHANGE_RATE_API_BASE_URL",
+        "business",
+        Value("https://v6.exchangerate-api.com"),
+        "Exchange-rate provider (exchangerate-api.com v6) base URL; the key is configured in the web app (系统配置 → 第三方服务). Tests and the demo point it at a fake provider.",
+    ),
+    key(
+        "EF__EXCHANGE_RATE_TIMEOUT",
+        "business",
+        Value("10s"),
+        "Timeout of one exchange-rate provider call (connecting included).",
     ),
 ];
 

@@ -178,6 +178,8 @@ pub(super) fn build(loader: Loader<'_>) -> (Loaded, Vec<ConfigError>) {
                 .get::<Option<String>>("EF__PUBLIC_URL")
                 .map(|u| u.trim().trim_end_matches('/').to_owned())
                 .filter(|u| !u.is_empty()),
+            exchange_rate_api_base_url: r.get("EF__EXCHANGE_RATE_API_BASE_URL"),
+            exchange_rate_timeout: r.get::<Dur>("EF__EXCHANGE_RATE_TIMEOUT").0,
         },
         state_dir,
     };

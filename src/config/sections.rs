@@ -193,6 +193,8 @@ pub struct BusinessConfig {
     pub ozon_rate_limit: u32,
     /// `EF__PUBLIC_URL` without a trailing slash; `None`: the push URL is built from the request.
     pub public_url: Option<String>,
+    pub exchange_rate_api_base_url: String,
+    pub exchange_rate_timeout: Duration,
 }
 
 impl Config {

@@ -234,6 +234,33 @@ pub(super) fn validate(c: &Config, r: &mut Resolver<'_>, diagnostics: &mut Vec<D
             });
         }
     }
+    let rates_url = &c.business.exchange_rate_api_base_url;
+    if !(rates_url.starts_with("https://") || rates_url.starts_with("http://")) {
+        r.fail(
+            "EF__EXCHANGE_RATE_API_BASE_URL",
+            format!(
+                "EF__EXCHANGE_RATE_API_BASE_URL={rates_url} ({}) is not an http(s) URL; fix: leave it unset for https://v6.exchangerate-api.com",
+                r.source_of("EF__EXCHANGE_RATE_API_BASE_URL")
+            ),
+        );
+    } else if prod && !rates_url.starts_with("https://") {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            message: format!(
+                "EF__EXCHANGE_RATE_API_BASE_URL={rates_url} is plain HTTP: the provider key would cross the network unencrypted"
+            ),
+        });
+    }
+    let rates_timeout = c.business.exchange_rate_timeout;
+    if rates_timeout.is_zero() || rates_timeout > std::time::Duration::from_secs(120) {
+        r.fail(
+            "EF__EXCHANGE_RATE_TIMEOUT",
+            format!(
+                "EF__EXCHANGE_RATE_TIMEOUT={rates_timeout:?} ({}) must be between 1s and 120s",
+                r.source_of("EF__EXCHANGE_RATE_TIMEOUT")
+            ),
+        );
+    }
     if !(1..=1000).contains(&c.business.ozon_rate_limit) {
         r.fail(
             "EF__OZON_RATE_LIMIT",

@@ -47,6 +47,7 @@ pub fn builtin_registry() -> Registry {
     crate::ozon::product_sync::register(&mut registry);
     crate::ozon::posting_sync::register(&mut registry);
     crate::ozon::webhook::register(&mut registry);
+    crate::exchange_rates::register(&mut registry);
     registry
 }
 

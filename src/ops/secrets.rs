@@ -1,5 +1,6 @@
 //! `euraflow secrets rotate-data-key`: replace the data key that encrypts stored third-party
-//! credentials, re-encrypting every stored value in one transaction.
+//! credentials (the shops' Ozon Api-Keys, the exchange-rate provider's key), re-encrypting every
+//! stored value in one transaction.
 //!
 //! The steps are ordered so that no crash loses a secret: (1) the key file gets the new key in
 //! front of the old ones (both decrypt); (2) every value sealed with an older key is re-sealed
@@ -17,7 +18,7 @@ use crate::config::{Config, write_private_file};
 use crate::db::Database;
 use crate::db::sql::Sql;
 use crate::exit;
-use crate::secrets::{KeyRing, generate_key, ozon_api_key_context};
+use crate::secrets::{EXCHANGE_RATE_KEY_CONTEXT, KeyRing, generate_key, ozon_api_key_context};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SecretsCommand {
@@ -121,6 +122,32 @@ pub async fn rotate(config: &Config, path: &Path) -> anyhow::Result<usize> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         tx.exec(
             "UPDATE ozon_shops SET api_key_enc = $2 WHERE id = $1",
+            &[&id, &sealed],
+        )
+        .await?;
+        changed += 1;
+    }
+    // The exchange-rate provider's key (one row at most).
+    let rows = tx
+        .rows(
+            "SELECT id, api_key FROM exchange_rate_config ORDER BY id FOR UPDATE",
+            &[],
+        )
+        .await?;
+    for r in &rows {
+        let id: i32 = r.get(0);
+        let stored: String = r.get(1);
+        if ring.is_current(&stored) {
+            continue;
+        }
+        let plain = ring
+            .open(EXCHANGE_RATE_KEY_CONTEXT, &stored)
+            .map_err(|e| anyhow::anyhow!("the exchange-rate API key cannot be decrypted: {e}"))?;
+        let sealed = ring
+            .seal(EXCHANGE_RATE_KEY_CONTEXT, &plain)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tx.exec(
+            "UPDATE exchange_rate_config SET api_key = $2 WHERE id = $1",
             &[&id, &sealed],
         )
         .await?;

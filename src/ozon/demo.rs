@@ -11,6 +11,10 @@
 //! demo shop gets a fresh push secret at start), so the push job re-reads it and the web app shows
 //! the new-order toast.
 //!
+//! A fake exchange-rate provider ([`crate::exchange_rates::fake`]) runs beside it on loopback,
+//! the provider base URL points at it, and (unless a configuration exists already) the demo
+//! configures its key and refreshes once, so the pages and calculators show a CNY↔RUB rate.
+//!
 //! Development only: `--demo` is refused without `--dev`, and nothing here runs otherwise.
 
 use std::net::SocketAddr;
@@ -31,6 +35,8 @@ use crate::auth::values::{NewPassword, Username};
 use crate::auth::{bootstrap, users};
 use crate::config::{Config, write_private_file};
 use crate::domain::Work;
+use crate::exchange_rates;
+use crate::exchange_rates::fake::FakeRates;
 use crate::lifecycle::Lifecycle;
 use crate::state::AppState;
 
@@ -55,9 +61,13 @@ fn demo_data() -> FakeConfig {
     }
 }
 
-/// The fake Ozon of a demo server, and the shops it serves.
+/// The key the demo's fake exchange-rate provider accepts.
+pub const DEMO_RATES_KEY: &str = "demo-exchange-rate-key";
+
+/// The fake Ozon of a demo server, and the shops it serves; the fake exchange-rate provider.
 pub struct Demo {
     fake: FakeOzon,
+    rates: FakeRates,
 }
 
 impl Demo {
@@ -72,13 +82,27 @@ impl Demo {
             ozon_api_base_url = %fake.base_url(),
             "demo: a fake Ozon Seller API serves the demo shops"
         );
-        Ok(Demo { fake })
+        let rates = FakeRates::start(DEMO_RATES_KEY)
+            .await
+            .context("starting the demo's fake exchange-rate provider on 127.0.0.1")?;
+        config.business.exchange_rate_api_base_url = rates.base_url();
+        tracing::info!(
+            exchange_rate_api_base_url = %rates.base_url(),
+            "demo: a fake exchange-rate provider serves CNY↔RUB"
+        );
+        Ok(Demo { fake, rates })
     }
 
     /// Make sure the demo seller and its shops exist, start their first syncs, and keep new
     /// orders coming while the server runs. Failures are logged: the server runs without a
     /// demo rather than not at all.
     pub async fn seed(&self, state: &AppState, lifecycle: &Lifecycle, http_addr: SocketAddr) {
+        if let Err(e) = self.seed_rates(state).await {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "demo: could not configure the fake exchange-rate provider"
+            );
+        }
         match self.seed_once(state).await {
             Ok(Seeded {
                 password_file,
@@ -102,6 +126,36 @@ impl Demo {
                 "demo: could not prepare the demo seller and shops; the server runs without them"
             ),
         }
+    }
+
+    /// Configure the fake provider's key unless a configuration exists, and refresh once.
+    async fn seed_rates(&self, state: &AppState) -> anyhow::Result<()> {
+        let system = Actor::system("demo");
+        let mut client = state.db().get().await?;
+        if exchange_rates::service::load_config(&client)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .is_none()
+        {
+            let mut work = Work::begin(&mut client).await?;
+            let body = exchange_rates::service::ConfigBody {
+                api_key: Some(DEMO_RATES_KEY.into()),
+                ..Default::default()
+            };
+            exchange_rates::service::configure(&mut work, &system, state.exchange_rates(), body)
+                .await
+                .map_err(|e| anyhow::anyhow!("configuring the demo's exchange-rate key: {e}"))?;
+            let _ = work.commit().await?;
+        }
+        let done = exchange_rates::service::refresh(&mut client, state.exchange_rates(), &system)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(
+            outcome = %done.to_json(),
+            fake_provider_calls = self.rates.handle().calls(),
+            "demo: exchange rates refreshed"
+        );
+        Ok(())
     }
 
     async fn seed_once(&self, state: &AppState) -> anyhow::Result<Seeded> {

@@ -137,6 +137,14 @@ async fn demo_mode_gives_a_seller_two_synced_shops() {
         orders_in_chart > 0,
         "the overview chart has orders: {daily}"
     );
+    // The demo's fake exchange-rate provider gives the pages a CNY↔RUB rate.
+    let (status, settings) = get(&client, &base, &token, "/ozon/global-settings").await;
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(
+        settings["exchange_rate"]["cny_to_rub"], "12.500000",
+        "{settings}"
+    );
+    assert_eq!(settings["exchange_rate"]["stale"], false, "{settings}");
 }
 
 #[test]

@@ -23,6 +23,7 @@ mod credit;
 mod data_layer;
 mod demo;
 mod docs;
+mod exchange_rates;
 mod fake_ozon;
 mod hardening_backup;
 mod hardening_config;

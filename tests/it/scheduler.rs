@@ -391,8 +391,8 @@ async fn built_in_schedules_are_seeded_once_and_operator_edits_are_kept() {
         reg.clone(),
         Arc::new(euraflow::jobs::scheduler::SystemClock),
     );
-    // The core jobs and the hourly Ozon product and order pulls.
-    assert_eq!(s.seed().await.unwrap(), 5);
+    // The core jobs, the hourly Ozon product and order pulls and the exchange-rate refresh.
+    assert_eq!(s.seed().await.unwrap(), 6);
     let client = h.client().await;
     let services = admin::list_services(&**client, None, false).await.unwrap();
     // The operators read Chinese: 后台服务 shows every built-in job's description in Chinese.
@@ -425,7 +425,7 @@ async fn built_in_schedules_are_seeded_once_and_operator_edits_are_kept() {
             .await
             .unwrap()
             .len(),
-        4
+        5
     );
     let handlers = admin::handlers(&reg);
     assert!(

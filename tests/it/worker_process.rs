@@ -227,7 +227,7 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
             .await
             .unwrap()
             .get(0);
-        if beats == 1 && services == 5 {
+        if beats == 1 && services == 6 {
             break;
         }
         assert!(
@@ -308,8 +308,8 @@ async fn euraflow_worker_notifies_systemd_beats_runs_builtin_jobs_and_stops_on_s
     );
     assert_eq!(
         jobs["next_runs"].as_array().unwrap().len(),
-        5,
-        "the seeded schedules, the hourly product and order pulls included"
+        6,
+        "the seeded schedules, the hourly product and order pulls and the exchange-rate refresh included"
     );
     let text = Command::new(BIN)
         .args(["status"])

@@ -132,8 +132,8 @@ pub async fn global_settings_all(
     _user: CurrentUser,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.db().get().await?;
-    // TODO(exchange rates, issue 13 item 6): the cached CNY↔RUB rate once that service exists.
-    Ok(Json(global_settings::all(&client, None).await?))
+    let rate = crate::exchange_rates::service::for_global_settings(&client).await?;
+    Ok(Json(global_settings::all(&client, rate).await?))
 }
 
 /// `GET /ozon/global-settings/{key}`.

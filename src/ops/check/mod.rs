@@ -370,7 +370,112 @@ async fn database_items(c: &Config) -> Vec<Item> {
         },
     );
     out.push(data_key_item(c, &client).await);
+    out.push(exchange_rate_item(c, &client).await);
     out
+}
+
+/// The exchange rate the pages read: configured or not, whether its key decrypts, the age of the
+/// last good CNY→RUB rate, and a warning when it is stale (the last refresh failed, or it is
+/// older than two hourly refreshes).
+async fn exchange_rate_item(c: &Config, client: &tokio_postgres::Client) -> Item {
+    use crate::exchange_rates::STALE_AFTER;
+    const ID: &str = "exchange_rate";
+    let cfg = match client
+        .query_opt(
+            "SELECT api_key, is_enabled, last_refresh_at, last_refresh_status, last_refresh_error
+               FROM exchange_rate_config ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => row,
+        Err(e) => return fail(ID, e.to_string(), "euraflow migrate"),
+    };
+    let Some(cfg) = cfg else {
+        return item(
+            ID,
+            Outcome::Info,
+            "not configured: the calculators and pages show no CNY↔RUB rate",
+            Some("an admin enters the exchangerate-api.com key in 系统配置 → 第三方服务".into()),
+        );
+    };
+    let stored: String = cfg.get(0);
+    let enabled: bool = cfg.get(1);
+    let last_at: Option<chrono::DateTime<chrono::Utc>> = cfg.get(2);
+    let last_status: Option<String> = cfg.get(3);
+    let last_error: Option<String> = cfg.get(4);
+    let decrypts = matches!(
+        crate::secrets::KeyRing::from_config(&c.security.data_key),
+        Ok(Some(ring)) if ring.open(crate::secrets::EXCHANGE_RATE_KEY_CONTEXT, &stored).is_ok()
+    );
+    if !decrypts {
+        return fail(
+            ID,
+            "the stored exchange-rate API key does not decrypt with the data key",
+            "restore the data key file that encrypted it, or have an admin re-enter the key in 系统配置 → 第三方服务",
+        );
+    }
+    if !enabled {
+        return item(ID, Outcome::Info, "configured but disabled", None);
+    }
+    let newest = client
+        .query_opt(
+            "SELECT fetched_at, rate::text, extract(epoch FROM now() - fetched_at)::float8
+               FROM exchange_rates WHERE from_currency = 'CNY' AND to_currency = 'RUB'
+              ORDER BY fetched_at DESC, id DESC LIMIT 1",
+            &[],
+        )
+        .await;
+    let newest = match newest {
+        Ok(r) => r,
+        Err(e) => return fail(ID, e.to_string(), "euraflow migrate"),
+    };
+    let failed_since = |fetched: Option<chrono::DateTime<chrono::Utc>>| {
+        last_status.as_deref() == Some("failed")
+            && match (last_at, fetched) {
+                (Some(at), Some(f)) => at > f,
+                (Some(_), None) => true,
+                _ => false,
+            }
+    };
+    let error_text = last_error.clone().unwrap_or_default();
+    match newest {
+        None => warn(
+            ID,
+            if failed_since(None) {
+                format!("configured, no rate fetched yet; the last refresh failed: {error_text}")
+            } else {
+                "configured, no rate fetched yet".to_owned()
+            },
+            "the worker refreshes it at minute 18 of every hour; an admin can press 刷新 in 系统配置 → 第三方服务 (journalctl -u euraflow-worker shows failures)",
+        ),
+        Some(row) => {
+            let fetched: chrono::DateTime<chrono::Utc> = row.get(0);
+            let rate: String = row.get(1);
+            let age: f64 = row.get(2);
+            let age_text = if age < 3600.0 {
+                format!("{:.0} min", age / 60.0)
+            } else {
+                format!("{:.1} h", age / 3600.0)
+            };
+            if failed_since(Some(fetched)) || age > STALE_AFTER.as_secs_f64() {
+                warn(
+                    ID,
+                    format!(
+                        "stale: CNY→RUB {rate} is {age_text} old{}",
+                        if failed_since(Some(fetched)) {
+                            format!("; the last refresh failed: {error_text}")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    "check the worker (systemctl status euraflow-worker) and the provider key (系统配置 → 第三方服务 → 测试连接)",
+                )
+            } else {
+                pass(ID, format!("CNY→RUB {rate}, fetched {age_text} ago"))
+            }
+        }
+    }
 }
 
 /// The data key: configured, and able to decrypt every stored credential (a restored database
