@@ -38,6 +38,7 @@ pub(crate) mod shops;
 pub(crate) mod tasks;
 pub(crate) mod tenancy;
 pub(crate) mod webhook;
+pub(crate) mod webhook_log;
 
 use std::sync::Arc;
 

@@ -500,7 +500,7 @@ pub(crate) async fn set_secret(c: &impl Sql, shop_id: i64) -> Result<String, Dom
     Ok(secret)
 }
 
-fn require_admin(actor: &Actor) -> Result<(), DomainError> {
+pub(crate) fn require_admin(actor: &Actor) -> Result<(), DomainError> {
     if actor.is_admin() {
         Ok(())
     } else {

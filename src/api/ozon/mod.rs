@@ -50,6 +50,9 @@ pub fn routes() -> Router<AppState> {
             get(webhook::shop_config).post(webhook::rotate),
         )
         .route("/ozon/webhook", post(webhook::receive_legacy))
+        .route("/ozon/webhook/health", get(webhook::health))
+        .route("/audit/webhooks/logs", get(webhook::audit_logs))
+        .route("/audit/webhooks/logs/{id}", get(webhook::audit_log))
         .route("/ozon/webhook/events", get(webhook::events))
         .route("/ozon/webhook/events/{id}/retry", post(webhook::retry))
         .route("/ozon/webhook/{shop_id}/{secret}", post(webhook::receive))

@@ -192,3 +192,40 @@ pub async fn retry(
     let _ = work.commit().await?;
     Ok(Envelope(out))
 }
+
+/// `GET /audit/webhooks/logs` (admins) → `{ok, data: {items, total, page_size, offset, has_more,
+/// next_cursor}}`, the page 日志管理 → Webhook 日志.
+pub async fn audit_logs(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    ApiQuery(q): ApiQuery<crate::ozon::webhook_log::LogQuery>,
+) -> Result<Envelope<Value>, ApiError> {
+    let client = state.db().get().await?;
+    Ok(Envelope(
+        crate::ozon::webhook_log::list(&client, &user.actor(&origin), q).await?,
+    ))
+}
+
+/// `GET /audit/webhooks/logs/{id}` (admins) → `{ok, data: {..., payload, headers, signature}}`.
+pub async fn audit_log(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    origin: Origin,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Envelope<Value>, ApiError> {
+    let client = state.db().get().await?;
+    Ok(Envelope(
+        crate::ozon::webhook_log::detail(&client, &user.actor(&origin), id).await?,
+    ))
+}
+
+/// `GET /ozon/webhook/health` (public, as the original) → `{status, service, timestamp}`: lets an
+/// operator check the push path through a CDN or proxy without sending a push.
+pub async fn health() -> Json<Value> {
+    Json(json!({
+        "status": "healthy",
+        "service": "ozon-webhook",
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }))
+}
