@@ -453,7 +453,9 @@ upgrade_checks() {
 	sed -i 's/^\tinstall_config || true$/\t: the conffile layout: dpkg owned euraflow.env/' "$old/DEBIAN/postinst"
 	dpkg-deb -b "$old" "$SCRATCH/old.deb" >/dev/null
 	cp "$ENV_FILE" "$SCRATCH/edits.env"
-	# Setting up the old state is not what is tested: take its conffile.
+	# Setting up the old state is not what is tested: its conffile is installed fresh (no file
+	# there, so dpkg keeps no .dpkg-old of ours).
+	rm -f "$ENV_FILE"
 	out=$(apt-get install -y --allow-downgrades -o Dpkg::Options::=--force-confnew "$SCRATCH/old.deb" 2>&1)
 	rc=$?
 	if [ "$rc" = 0 ]; then ok "installed the conffile-layout package (setup)"; else
