@@ -59,13 +59,22 @@ async fn a_warning_inside_a_handler_carries_the_request_id() {
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["span"]["request_id"], trace.as_str(), "{line}");
     assert_eq!(v["level"], "WARN");
-    // The access line names the same request, once.
-    let access: Vec<serde_json::Value> = p
-        .log_text()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|v: &serde_json::Value| v["request_id"] == trace.as_str())
-        .collect();
+    // The access line names the same request, once. It is written when the response has been
+    // sent, so it may reach the log just after the client has the answer: wait for it.
+    let access_lines = || -> Vec<serde_json::Value> {
+        p.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|v: &serde_json::Value| v["request_id"] == trace.as_str())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while access_lines().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give a (wrong) second line the same chance to appear before counting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let access = access_lines();
     assert_eq!(access.len(), 1, "{access:?}");
     assert!(access[0].get("span").is_none(), "{:?}", access[0]);
 }
