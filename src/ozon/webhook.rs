@@ -546,14 +546,11 @@ pub async fn list_events(c: &impl Sql, actor: &Actor, q: EventQuery) -> Result<V
     let rows = c
         .rows(
             &format!(
-                "SELECT w.id, w.event_id, w.event_type, w.message_type, w.shop_id,
-                        coalesce(s.shop_name_cn, s.shop_name), w.status, w.reason, w.entity_type,
-                        w.entity_id, w.retry_count, w.error_message, w.result_message,
-                        w.processing_duration_ms, w.is_verified, w.received_count, w.job_id,
-                        w.payload, w.signature, w.created_at, w.processed_at, w.updated_at
+                "SELECT {}
                    FROM ozon_webhook_events w LEFT JOIN ozon_shops s ON s.id = w.shop_id
                   WHERE {filter}
-                  ORDER BY w.id DESC LIMIT $5 OFFSET $6"
+                  ORDER BY w.id DESC LIMIT $5 OFFSET $6",
+                super::webhook_log::COLUMNS
             ),
             &[
                 &q.shop_id,
@@ -565,40 +562,7 @@ pub async fn list_events(c: &impl Sql, actor: &Actor, q: EventQuery) -> Result<V
             ],
         )
         .await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let shop_id: Option<i64> = r.get(4);
-            let entity_type: Option<String> = r.get(8);
-            let entity_id: Option<String> = r.get(9);
-            json!({
-                "id": r.get::<_, i64>(0),
-                "event_id": r.get::<_, String>(1),
-                "event_type": r.get::<_, String>(2),
-                "message_type": r.get::<_, String>(3),
-                "shop_id": shop_id,
-                "shop_name": r.get::<_, Option<String>>(5)
-                    .or_else(|| shop_id.map(|id| format!("店铺{id}"))),
-                "status": r.get::<_, String>(6),
-                "reason": r.get::<_, Option<String>>(7),
-                "posting_number": if entity_type.as_deref() == Some("posting") { entity_id.clone() } else { None },
-                "entity_type": entity_type,
-                "entity_id": entity_id,
-                "retry_count": r.get::<_, i32>(10),
-                "error_message": r.get::<_, Option<String>>(11),
-                "result_message": r.get::<_, Option<String>>(12),
-                "processing_duration_ms": r.get::<_, Option<i32>>(13),
-                "is_verified": r.get::<_, bool>(14),
-                "received_count": r.get::<_, i32>(15),
-                "task_id": r.get::<_, Option<i64>>(16).map(|id| id.to_string()),
-                "payload": r.get::<_, Value>(17),
-                "signature": r.get::<_, Option<String>>(18),
-                "created_at": r.get::<_, DateTime<Utc>>(19),
-                "processed_at": r.get::<_, Option<DateTime<Utc>>>(20),
-                "updated_at": r.get::<_, DateTime<Utc>>(21),
-            })
-        })
-        .collect();
+    let items: Vec<Value> = rows.iter().map(super::webhook_log::with_receipt).collect();
     Ok(json!({
         "items": items,
         "total": total,

@@ -62,14 +62,17 @@ fn text_filter(field: &str, v: Option<String>) -> Result<Option<String>, DomainE
     }
 }
 
-const COLUMNS: &str =
+/// The columns [`item`], [`detail`] and [`with_receipt`] read, in this order; `FROM` must name the
+/// events `w` and left-join the shops as `s`.
+pub(crate) const COLUMNS: &str =
     "w.id, w.event_id, w.event_type, w.shop_id, coalesce(s.shop_name_cn, s.shop_name),
        w.status, w.entity_type, w.entity_id, w.retry_count, w.error_message, w.result_message,
        w.processing_duration_ms, w.created_at, w.processed_at, w.payload, w.headers, w.signature,
-       w.is_verified, w.idempotency_key, w.updated_at";
+       w.is_verified, w.idempotency_key, w.updated_at, w.message_type, w.reason, w.received_count,
+       w.job_id";
 
 /// One row as the page's table reads it.
-fn item(r: &Row) -> Value {
+pub(crate) fn item(r: &Row) -> Value {
     let shop_id: Option<i64> = r.get(3);
     let entity_type: Option<String> = r.get(6);
     let entity_id: Option<String> = r.get(7);
@@ -90,6 +93,21 @@ fn item(r: &Row) -> Value {
         "created_at": r.get::<_, DateTime<Utc>>(12),
         "processed_at": r.get::<_, Option<DateTime<Utc>>>(13),
     })
+}
+
+/// [`item`] with how the push was received and handled (Ozon's type, why it was ignored, copies,
+/// the job, the payload): the rows of `GET /ozon/webhook/events`.
+pub(crate) fn with_receipt(r: &Row) -> Value {
+    let mut v = item(r);
+    v["message_type"] = json!(r.get::<_, String>(20));
+    v["reason"] = json!(r.get::<_, Option<String>>(21));
+    v["is_verified"] = json!(r.get::<_, bool>(17));
+    v["received_count"] = json!(r.get::<_, i32>(22));
+    v["task_id"] = json!(r.get::<_, Option<i64>>(23).map(|id| id.to_string()));
+    v["payload"] = r.get::<_, Value>(14);
+    v["signature"] = json!(r.get::<_, Option<String>>(16));
+    v["updated_at"] = json!(r.get::<_, DateTime<Utc>>(19));
+    v
 }
 
 /// `GET /audit/webhooks/logs` → `{items, total: null, page_size, offset: 0, has_more, next_cursor}`.
