@@ -17,10 +17,15 @@ use crate::credit::{
     TxFilter,
 };
 use crate::domain::{Checks, Work};
+use crate::ozon;
 use crate::state::AppState;
 
 /// Most postings one estimate may name.
 const MAX_POSTINGS: usize = 1000;
+/// The `ozon_postings.posting_number` column's width.
+const MAX_POSTING_NUMBER: usize = 100;
+/// The module whose reprints are free.
+const PRINT_LABEL: &str = "print_label";
 
 /// An empty query value is no filter (the web app's cleared selects).
 fn given(v: Option<String>) -> Option<String> {
@@ -43,8 +48,8 @@ pub struct CalculateBody {
     module: String,
     #[serde(default)]
     posting_numbers: Vec<String>,
+    /// Labels printed before are free (`print_label` only, the original's rule).
     #[serde(default = "yes")]
-    #[allow(dead_code)] // Reprints are known once postings are printed (label printing).
     exclude_reprints: bool,
 }
 
@@ -52,8 +57,9 @@ fn yes() -> bool {
     true
 }
 
-/// `POST /credit/calculate`: what a charge would cost now. One unit per posting number (one
-/// when none is given), as the original's generic modules.
+/// `POST /credit/calculate`: what a charge would cost now. One unit per distinct posting number
+/// (one when none is given), as the original's modules; for `print_label` with
+/// `exclude_reprints` (the default) the postings whose label was printed before are free.
 pub async fn calculate(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -68,10 +74,32 @@ pub async fn calculate(
         "too_long",
         format!("at most {MAX_POSTINGS}"),
     );
+    checks.check(
+        b.posting_numbers
+            .iter()
+            .all(|p| !p.trim().is_empty() && p.len() <= MAX_POSTING_NUMBER),
+        "posting_numbers",
+        "value_error",
+        format!("each 1 to {MAX_POSTING_NUMBER} characters"),
+    );
     checks.finish()?;
-    let units = u32::try_from(b.posting_numbers.len().max(1)).unwrap_or(u32::MAX);
+    // A batch naming a posting twice prints its label once.
+    let mut postings: Vec<String> = b
+        .posting_numbers
+        .iter()
+        .map(|p| p.trim().to_owned())
+        .collect();
+    postings.sort_unstable();
+    postings.dedup();
+    let units = u32::try_from(postings.len().max(1)).unwrap_or(u32::MAX);
     let client = state.db().get().await?;
-    let e = credit::calculate(&client, &user.actor(&origin), &b.module, units, 0).await?;
+    let actor = user.actor(&origin);
+    let reprints = if b.module == PRINT_LABEL && b.exclude_reprints {
+        ozon::postings::already_printed(&client, &actor, &postings).await?
+    } else {
+        0
+    };
+    let e = credit::calculate(&client, &actor, &b.module, units, reprints).await?;
     Ok(Json(json!({
         "total_cost": e.total_cost.to_string(),
         "unit_cost": e.unit_cost.to_string(),

@@ -194,10 +194,13 @@ pub async fn calculate(
             &[&me, &module],
         )
         .await?;
-    let unit_cost: Decimal = row.get::<_, Option<Decimal>>(0).unwrap_or(Decimal::ZERO);
+    let mut unit_cost: Decimal = row.get::<_, Option<Decimal>>(0).unwrap_or(Decimal::ZERO);
     let balance: Decimal = row.get(1);
     let billable = units - reprints;
-    let total = unit_cost * Decimal::from(billable);
+    let mut total = unit_cost * Decimal::from(billable);
+    // Four places always, as the `numeric(…, 4)` columns print ("0.0000", not "0").
+    unit_cost.rescale(4);
+    total.rescale(4);
     Ok(Estimate {
         total_cost: total,
         unit_cost,

@@ -566,6 +566,31 @@ pub async fn detail(
     }))
 }
 
+/// How many of `posting_numbers` already had their label printed — reprints, which the original
+/// does not charge for. Only the actor's own postings count: a number from another tenant (or
+/// one not mirrored yet) is a first print, so the estimate says nothing about anyone else's
+/// postings (the original looked them up across every shop). The numbers are distinct.
+pub async fn already_printed(
+    c: &impl Sql,
+    actor: &Actor,
+    posting_numbers: &[String],
+) -> Result<u32, DomainError> {
+    if posting_numbers.is_empty() {
+        return Ok(0);
+    }
+    let scope = tenancy::visible_shop_ids(c, actor).await?;
+    let n: i64 = c
+        .row(
+            "SELECT count(*) FROM ozon_postings
+              WHERE posting_number = ANY($1) AND label_print_count > 0
+                AND ($2::bigint[] IS NULL OR shop_id = ANY($2))",
+            &[&posting_numbers, &scope],
+        )
+        .await?
+        .get(0);
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// Start the shop's posting sync (Y2), or return the one in flight.
 pub async fn start_sync(
     work: &mut Work<'_>,

@@ -790,3 +790,123 @@ async fn prices_threshold_mute_and_the_admin_lists() {
             .to_vec()
     );
 }
+
+/// `print_label` estimates leave out labels printed before, counting only the caller's own
+/// postings: another tenant's printed posting is billed as a first print (and so reveals nothing),
+/// a posting named twice is one label, and `exclude_reprints: false` bills every one.
+#[tokio::test]
+async fn print_estimates_free_reprints_of_the_callers_own_postings_only() {
+    let w = world().await;
+    crate::common::insert_shop(&w.db, 9101, w.ids["m1"]).await;
+    crate::common::insert_shop(&w.db, 9102, w.ids["m2"]).await;
+    let c = w.db.client().await;
+    for (shop, number, printed) in [
+        (9101i64, "1000-0001-1", 1i32),
+        (9101, "1000-0002-1", 0),
+        (9102, "2000-0001-1", 2),
+    ] {
+        c.execute(
+            "INSERT INTO ozon_postings (shop_id, posting_number, status, label_print_count)
+             VALUES ($1, $2, 'awaiting_deliver', $3)",
+            &[&shop, &number, &printed],
+        )
+        .await
+        .expect("insert a posting");
+    }
+    w.recharge("m1", "2").await;
+    let estimate = |who: &'static str, body: Value| {
+        let w = &w;
+        async move {
+            let (s, e) = w
+                .call(who, Method::POST, "/credit/calculate", Some(body))
+                .await;
+            assert_eq!(s, 200, "{who}: {e}");
+            (
+                e["billable_count"].as_i64().unwrap(),
+                e["reprint_count"].as_i64().unwrap(),
+                e["total_cost"].as_str().unwrap().to_owned(),
+                e["sufficient"].as_bool().unwrap(),
+            )
+        }
+    };
+    let batch = json!([
+        "1000-0001-1",
+        "1000-0002-1",
+        "2000-0001-1",
+        "1000-0001-1",
+        "9999-0001-1"
+    ]);
+    assert_eq!(
+        estimate(
+            "m1",
+            json!({"module": "print_label", "posting_numbers": batch})
+        )
+        .await,
+        (3, 1, "3.0000".to_owned(), false),
+        "4 distinct postings, one of m1's printed before; m2's printed one is billed"
+    );
+    assert_eq!(
+        estimate(
+            "m1",
+            json!({"module": "print_label", "posting_numbers": batch, "exclude_reprints": false})
+        )
+        .await,
+        (4, 0, "4.0000".to_owned(), false)
+    );
+    assert_eq!(
+        estimate(
+            "m2",
+            json!({"module": "print_label", "posting_numbers": batch})
+        )
+        .await,
+        (3, 1, "3.0000".to_owned(), false),
+        "m2 sees only its own reprint"
+    );
+    assert_eq!(
+        estimate(
+            "root",
+            json!({"module": "print_label", "posting_numbers": batch})
+        )
+        .await,
+        (2, 2, "2.0000".to_owned(), false),
+        "an admin sees every shop (and has no points of its own)"
+    );
+    // Other modules have no reprints: one unit per posting.
+    let (s, e) = w
+        .call(
+            "root",
+            Method::PUT,
+            "/admin/credit/module-configs/print_label",
+            Some(json!({"cost_per_unit": "0.5"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(
+        estimate(
+            "m1",
+            json!({"module": "print_label", "posting_numbers": ["1000-0001-1"]})
+        )
+        .await,
+        (0, 1, "0.0000".to_owned(), true),
+        "a reprint alone costs nothing"
+    );
+    let long = "9".repeat(101);
+    let (s, e) = w
+        .call(
+            "m1",
+            Method::POST,
+            "/credit/calculate",
+            Some(json!({"module": "print_label", "posting_numbers": [long]})),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    let (s, e) = w
+        .call(
+            "m1",
+            Method::POST,
+            "/credit/calculate",
+            Some(json!({"module": "print_label", "posting_numbers": ["  "]})),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+}
