@@ -173,6 +173,11 @@ impl Metrics {
                 "# HELP ef_tls_certificate_expiry_timestamp_seconds When the served certificate expires\n# TYPE ef_tls_certificate_expiry_timestamp_seconds gauge\nef_tls_certificate_expiry_timestamp_seconds {secs}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP ef_log_lines_dropped_total Access log lines dropped because the log writer (journald or stderr) fell behind\n# TYPE ef_log_lines_dropped_total counter\nef_log_lines_dropped_total {}",
+            crate::telemetry::access_pipe::dropped_total()
+        );
         let backup = newest_backup
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());

@@ -65,14 +65,16 @@ where
             return exit::code(exit::FAILURE);
         }
     };
-    match runtime.block_on(body(loaded)) {
+    let code = match runtime.block_on(body(loaded)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "the {what} stopped with an error");
             eprintln!("error: {e}");
             e.exit_code()
         }
-    }
+    };
+    telemetry::flush();
+    code
 }
 
 /// Load the configuration, set up logging, and run `f` on a small runtime (one-shot commands).

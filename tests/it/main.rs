@@ -13,6 +13,7 @@
 
 mod common;
 
+mod access_log;
 mod admin_cli;
 mod alerts;
 mod browser;

@@ -28,7 +28,7 @@ pub async fn log(State(state): State<AppState>, req: Request, next: Next) -> Res
     let started = Instant::now();
     let method = req.method().clone();
     let path = truncate(req.uri().path(), MAX_LOGGED_PATH).to_owned();
-    let version = format!("{:?}", req.version());
+    let version = version_name(req.version());
     let agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -72,7 +72,7 @@ pub async fn log(State(state): State<AppState>, req: Request, next: Next) -> Res
                 http_status = status,
                 latency_ms,
                 client_ip = %client,
-                http_version = %version,
+                http_version = version,
                 listener,
                 user_agent = %agent,
                 "{method} {path} {status} {latency_ms}ms"
@@ -85,6 +85,18 @@ pub async fn log(State(state): State<AppState>, req: Request, next: Next) -> Res
         event!(info);
     }
     resp
+}
+
+/// As `http::Version`'s `Debug` prints it, without formatting a string per request.
+fn version_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {

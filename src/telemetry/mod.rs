@@ -1,0 +1,131 @@
+//! Logging, set up once per process. Under systemd (`JOURNAL_STREAM` names our stderr) events go
+//! straight to the journal with real priorities (INFO → info, WARN → warning, ERROR → err) and
+//! structured fields (`REQUEST_ID`, `HTTP_STATUS`, `LATENCY_MS`); otherwise text or JSON lines
+//! on stderr (`EF__LOG_FORMAT`).
+
+pub mod access_pipe;
+
+use tracing::Metadata;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterFn, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{LogConfig, LogFormat};
+use access_pipe::{ACCESS_TARGET, AccessPipe, JournalAccessLayer, PipeWriter, Sink};
+
+/// Libraries that are chatty at INFO; their warnings and errors still come through. hyper's own
+/// "read header from client timeout" warnings are per-client noise, not operator news.
+const QUIET: &str = "hyper=error,hyper_util=error,h2=error,rustls=warn,tokio_postgres=warn,tower_http=warn,reqwest=warn";
+
+/// How long the end of a process waits for the access lines still queued.
+const FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The access log's events (see `access_pipe`).
+fn access_only() -> FilterFn<fn(&Metadata<'_>) -> bool> {
+    filter_fn(|m| m.target() == ACCESS_TARGET)
+}
+
+/// Everything else, written at once. Without a pipe (its thread could not start) the access
+/// log is written at once too, rather than not at all.
+fn written_at_once(piped: bool) -> FilterFn<impl Fn(&Metadata<'_>) -> bool> {
+    filter_fn(move |m| !piped || m.target() != ACCESS_TARGET)
+}
+
+pub fn init(log: &LogConfig) {
+    let filter = EnvFilter::new(format!("{},{QUIET}", log.level.as_filter()));
+    if journal_is_stderr()
+        && let Ok(layer) = tracing_journald::layer()
+    {
+        let layer = layer
+            .with_syslog_identifier("euraflow".to_owned())
+            .with_field_prefix(None)
+            .with_priority_mappings(tracing_journald::PriorityMappings {
+                info: tracing_journald::Priority::Informational,
+                debug: tracing_journald::Priority::Debug,
+                ..tracing_journald::PriorityMappings::new()
+            });
+        let pipe = Sink::journal().and_then(AccessPipe::spawn).ok();
+        let piped = pipe.is_some();
+        // A subscriber set already (tests) is kept: never log twice.
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(layer.with_filter(written_at_once(piped)))
+            .with(pipe.map(|p| JournalAccessLayer::new(p, "euraflow").with_filter(access_only())))
+            .try_init();
+        return;
+    }
+    let pipe = AccessPipe::spawn(Sink::stderr()).ok();
+    let piped = pipe.is_some();
+    let _ = match log.format {
+        LogFormat::Json => {
+            // `span` carries the request's `request_id` (and `user_id`) on every event logged
+            // inside a request; the access line itself is logged outside the span.
+            let sync = tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(std::io::stderr)
+                .with_filter(written_at_once(piped));
+            let access = pipe.map(|p| {
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(PipeWriter(p))
+                    .with_filter(access_only())
+            });
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(sync)
+                .with(access)
+                .try_init()
+        }
+        LogFormat::Text => {
+            let sync = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_filter(written_at_once(piped));
+            let access = pipe.map(|p| {
+                tracing_subscriber::fmt::layer()
+                    .with_writer(PipeWriter(p))
+                    .with_ansi(false)
+                    .with_filter(access_only())
+            });
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(sync)
+                .with(access)
+                .try_init()
+        }
+    };
+}
+
+/// At the end of a process: let the writer take the access lines still queued (at most
+/// [`FLUSH_BOUND`]), so the last requests of a drain are in the log too.
+pub fn flush() {
+    access_pipe::wait_written(FLUSH_BOUND);
+}
+
+/// systemd sets `JOURNAL_STREAM=<dev>:<inode>` for a service whose stderr is the journal; if our
+/// stderr is that same stream we may log natively. A redirected stderr (`2>file`) keeps text.
+fn journal_is_stderr() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    // dev_t and ino_t differ in width between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    match rustix::fs::fstat(std::io::stderr()) {
+        Ok(st) => st.st_dev as u64 == dev && st.st_ino as u64 == ino,
+        Err(_) => false,
+    }
+}
