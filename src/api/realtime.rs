@@ -3,6 +3,11 @@
 //! expiry, revocation, the single-session rule, account state). `GET /notifications/stats`
 //! (admin) counts this process's sockets.
 //!
+//! Over HTTP/2 the same handler answers `CONNECT` with `:protocol websocket` (RFC 8441): the
+//! socket is one stream of the connection, with the same authentication, caps, close codes and
+//! shutdown as an HTTP/1.1 upgrade; only what it holds of its connection differs
+//! ([`ConnectionHold`]).
+//!
 //! A browser cannot read the HTTP status of a refused upgrade, so refusals are close codes
 //! after the upgrade, before any message: 4001 for missing or bad credentials (the web app logs
 //! out instead of reconnecting), 1013 when a dependency or a cap says "later". The token comes
@@ -30,10 +35,47 @@ use crate::realtime::session_key;
 use crate::realtime::socket::{self, Peer};
 use crate::state::AppState;
 
-/// The extension `http::server` puts on every request: the process's connection slots, so an
-/// upgraded socket keeps counting against `EF__MAX_CONNECTIONS` after hyper lets go of it.
+/// The extension `http::server` puts on every request: what an upgraded socket must hold of its
+/// connection while it is open.
 #[derive(Clone)]
-pub struct ConnectionSlots(pub std::sync::Arc<tokio::sync::Semaphore>);
+pub enum ConnectionHold {
+    /// HTTP/1.1: the upgrade takes the TCP connection away from hyper, whose task (and with it the
+    /// connection's slot) ends; the socket takes a slot of `EF__MAX_CONNECTIONS` of its own, so it
+    /// keeps counting against the cap.
+    Slots(std::sync::Arc<tokio::sync::Semaphore>),
+    /// HTTP/2 (RFC 8441): the socket is one stream of a connection that keeps its slot for as long
+    /// as it is open, so it takes no second one (streams per connection are bounded by hyper, and
+    /// sockets by the hub's caps). It holds the connection busy instead: without a request in
+    /// progress, the connection would count as idle and be shut after `EF__KEEPALIVE_TIMEOUT`.
+    Stream(std::sync::Arc<crate::http::idle::Activity>),
+}
+
+/// What a socket holds of its connection until it closes (see [`ConnectionHold`]); only ever
+/// dropped.
+pub enum ConnectionHeld {
+    Slot {
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    },
+    Stream {
+        _busy: crate::http::idle::InFlight,
+    },
+}
+
+impl ConnectionHold {
+    /// `None` when the process has no slot left for one more HTTP/1.1 socket.
+    fn take(&self) -> Option<ConnectionHeld> {
+        match self {
+            ConnectionHold::Slots(s) => s
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|p| ConnectionHeld::Slot { _permit: p }),
+            ConnectionHold::Stream(activity) => Some(ConnectionHeld::Stream {
+                _busy: activity.begin(),
+            }),
+        }
+    }
+}
 
 /// The initial read buffer of a socket (it grows for a larger message, up to the limit).
 const READ_BUFFER: usize = 4096;
@@ -107,7 +149,7 @@ pub async fn ws(
     State(state): State<AppState>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     client_ip: Option<axum::Extension<ClientIp>>,
-    slots: Option<axum::Extension<ConnectionSlots>>,
+    hold: Option<axum::Extension<ConnectionHold>>,
     conn: Option<axum::Extension<crate::http::server::ConnInfo>>,
     uri: Uri,
     headers: HeaderMap,
@@ -148,7 +190,7 @@ pub async fn ws(
             .await;
         });
     }
-    let outcome = admit(&state, &headers, query, client_ip.map(|c| c.0.0), slots).await;
+    let outcome = admit(&state, &headers, query, client_ip.map(|c| c.0.0), hold).await;
     let hub = state.realtime().hub().clone();
     upgrade.on_upgrade(move |mut socket| async move {
         match outcome {
@@ -174,7 +216,7 @@ async fn admit(
     headers: &HeaderMap,
     query: Query,
     ip: Option<std::net::IpAddr>,
-    slots: Option<axum::Extension<ConnectionSlots>>,
+    hold: Option<axum::Extension<ConnectionHold>>,
 ) -> Result<(crate::realtime::hub::Registration, Peer), Refused> {
     let later = |reason: &'static str, label: &'static str| Refused {
         code: close::TRY_AGAIN_LATER,
@@ -182,12 +224,10 @@ async fn admit(
         label,
     };
     let user = authenticate(state, headers, query.token.as_deref()).await?;
-    let slot = match slots {
-        Some(s) => Some(
-            s.0.0
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| later("too many connections", "server_full"))?,
+    let held = match hold {
+        Some(h) => Some(
+            h.0.take()
+                .ok_or_else(|| later("too many connections", "server_full"))?,
         ),
         None => None,
     };
@@ -235,7 +275,7 @@ async fn admit(
             shops,
             notices,
             idle_timeout: state.config().http.ws_idle_timeout,
-            slot,
+            held,
         },
     ))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -20,6 +21,11 @@ use crate::common::{
 pub type Ws = WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 pub fn tls_connector(ca_pem: &[u8]) -> tokio_rustls::TlsConnector {
+    tls_connector_alpn(ca_pem, b"http/1.1")
+}
+
+/// A TLS client trusting `ca_pem` that offers only `alpn`.
+pub fn tls_connector_alpn(ca_pem: &[u8], alpn: &[u8]) -> tokio_rustls::TlsConnector {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -33,7 +39,7 @@ pub fn tls_connector(ca_pem: &[u8]) -> tokio_rustls::TlsConnector {
     .expect("protocol versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
@@ -77,7 +83,7 @@ pub async fn connect(srv: &TestServer, token: &str) -> Ws {
 }
 
 /// The next text message as JSON (protocol pings skipped); panics after 10 s.
-pub async fn next_json(ws: &mut Ws) -> Value {
+pub async fn next_json<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -93,7 +99,10 @@ pub async fn next_json(ws: &mut Ws) -> Value {
 }
 
 /// The next message of `kind`, skipping server pings.
-pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+pub async fn next_of<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    kind: &str,
+) -> Value {
     loop {
         let v = next_json(ws).await;
         if v["type"] == kind {
@@ -105,7 +114,7 @@ pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
 
 /// The close code the server ends with, asserting no text message (but `ping` / `pong`) came
 /// before it.
-pub async fn close_code(ws: &mut Ws) -> u16 {
+pub async fn close_code<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> u16 {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -126,7 +135,7 @@ pub async fn close_code(ws: &mut Ws) -> u16 {
     }
 }
 
-async fn send(ws: &mut Ws, v: Value) {
+pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
@@ -562,7 +571,9 @@ async fn upgraded_sockets_count_against_max_connections() {
 }
 
 /// The first text message, or the close code if the socket closes first.
-async fn next_or_close(ws: &mut Ws) -> Result<Value, u16> {
+pub async fn next_or_close<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> Result<Value, u16> {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -747,7 +758,12 @@ async fn sigterm_closes_every_socket_with_1001_and_exits_within_the_bound() {
 }
 
 /// Log in through the real server at `https`; returns the access token.
-async fn login_at(https: std::net::SocketAddr, ca: &[u8], name: &str, password: &str) -> String {
+pub async fn login_at(
+    https: std::net::SocketAddr,
+    ca: &[u8],
+    name: &str,
+    password: &str,
+) -> String {
     let client = common::client_for(ca, https, common::Protocol::Any);
     let login: Value = client
         .post(format!(
