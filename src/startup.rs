@@ -123,6 +123,13 @@ impl Application {
                 .run_subscriber(lifecycle.shutdown_token()),
         );
         lifecycle.spawn(
+            TaskName::RealtimeStats,
+            self.state
+                .realtime()
+                .clone()
+                .run_stats_publisher(lifecycle.shutdown_token()),
+        );
+        lifecycle.spawn(
             TaskName::DatabaseMaintenance,
             self.state.db().clone().maintain(lifecycle.shutdown_token()),
         );

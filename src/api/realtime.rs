@@ -1,7 +1,7 @@
 //! `GET /notifications/ws` (and `/ws`, the guide's nginx location): the websocket upgrade, with
 //! the caller authenticated exactly as the REST API does it (`auth::current_user`: signature,
 //! expiry, revocation, the single-session rule, account state). `GET /notifications/stats`
-//! (admin) counts this process's sockets.
+//! (admin) counts the sockets of this process and of every server sharing its Redis.
 //!
 //! Over HTTP/2 the same handler answers `CONNECT` with `:protocol websocket` (RFC 8441): the
 //! socket is one stream of the connection, with the same authentication, caps, close codes and
@@ -33,6 +33,7 @@ use crate::realtime::hub::HubStats;
 use crate::realtime::protocol::{self, close};
 use crate::realtime::session_key;
 use crate::realtime::socket::{self, Peer};
+use crate::realtime::stats::ClusterStats;
 use crate::state::AppState;
 
 /// The extension `http::server` puts on every request: what an upgraded socket must hold of its
@@ -282,18 +283,36 @@ async fn admit(
 
 #[derive(Debug, serde::Serialize)]
 pub struct StatsView {
+    /// This process (the fields the endpoint has always had).
     pub process_id: u32,
     #[serde(flatten)]
     pub hub: HubStats,
+    /// `degraded` when messages do not reach other processes, or Redis could not list them.
     pub fanout: &'static str,
+    /// Every server process sharing Redis (`processes`), and `total` across them.
+    #[serde(flatten)]
+    pub cluster: ClusterStats,
 }
 
-/// `GET /notifications/stats` — this process's sockets (admin or the local operator).
+/// `GET /notifications/stats` — the sockets of this process and of every server process sharing
+/// its Redis (admin or the local operator). Without Redis: this process only, `degraded`.
 pub async fn stats(State(state): State<AppState>, _: Operator) -> Envelope<StatsView> {
     let rt = state.realtime();
+    let (cluster, listed) = match rt.cluster_stats().await {
+        Ok(c) => (c, true),
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket stats: this process only");
+            (ClusterStats::only(rt.process_stats()), false)
+        }
+    };
     Envelope(StatsView {
         process_id: std::process::id(),
         hub: rt.hub().stats(),
-        fanout: if rt.fanout_ok() { "ok" } else { "degraded" },
+        fanout: if listed && rt.fanout_ok() {
+            "ok"
+        } else {
+            "degraded"
+        },
+        cluster,
     })
 }
