@@ -28,6 +28,8 @@ pub enum TaskName {
     Scheduler,
     Heartbeat,
     Realtime,
+    /// This process's websocket numbers for the stats of every server (`realtime::stats`).
+    RealtimeStats,
     AccountExpiry,
     /// `serve --dev --demo`: new orders in the demo shops.
     Demo,
@@ -46,6 +48,7 @@ impl fmt::Display for TaskName {
             TaskName::Scheduler => "scheduler",
             TaskName::Heartbeat => "heartbeat",
             TaskName::Realtime => "realtime",
+            TaskName::RealtimeStats => "realtime-stats",
             TaskName::AccountExpiry => "account-expiry",
             TaskName::Demo => "demo",
         })

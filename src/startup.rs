@@ -123,6 +123,13 @@ impl Application {
                 .run_subscriber(lifecycle.shutdown_token()),
         );
         lifecycle.spawn(
+            TaskName::RealtimeStats,
+            self.state
+                .realtime()
+                .clone()
+                .run_stats_publisher(lifecycle.shutdown_token()),
+        );
+        lifecycle.spawn(
             TaskName::DatabaseMaintenance,
             self.state.db().clone().maintain(lifecycle.shutdown_token()),
         );
@@ -172,7 +179,8 @@ impl Running {
     }
 
     /// Let in-flight requests finish within `bound`; returns how many connections were cut.
-    /// Websockets (which hyper no longer tracks once upgraded) are closed with 1001 at once.
+    /// Websockets are closed with 1001 at once: hyper no longer tracks an HTTP/1.1 one once
+    /// upgraded, and an HTTP/2 one would hold its connection's GOAWAY open until the bound.
     pub async fn drain(&self, bound: Duration) -> usize {
         let (cut, sockets) = tokio::join!(
             self.server.drain(bound),

@@ -138,7 +138,8 @@ fn json_routes(state: &AppState) -> Router<AppState> {
         .route("/system/metrics", get(system::metrics))
         .route("/system/status", get(system::server_status))
         .merge(credit_routes())
-        .route("/notifications/ws", get(realtime::ws))
+        // GET: the HTTP/1.1 upgrade; CONNECT: HTTP/2's extended CONNECT (RFC 8441).
+        .route("/notifications/ws", get(realtime::ws).connect(realtime::ws))
         .route("/notifications/stats", get(realtime::stats))
         .merge(ozon::routes())
         .merge(exchange_rates::routes())

@@ -1,7 +1,12 @@
 //! `GET /notifications/ws` (and `/ws`, the guide's nginx location): the websocket upgrade, with
 //! the caller authenticated exactly as the REST API does it (`auth::current_user`: signature,
 //! expiry, revocation, the single-session rule, account state). `GET /notifications/stats`
-//! (admin) counts this process's sockets.
+//! (admin) counts the sockets of this process and of every server sharing its Redis.
+//!
+//! Over HTTP/2 the same handler answers `CONNECT` with `:protocol websocket` (RFC 8441): the
+//! socket is one stream of the connection, with the same authentication, caps, close codes and
+//! shutdown as an HTTP/1.1 upgrade; only what it holds of its connection differs
+//! ([`ConnectionHold`]).
 //!
 //! A browser cannot read the HTTP status of a refused upgrade, so refusals are close codes
 //! after the upgrade, before any message: 4001 for missing or bad credentials (the web app logs
@@ -28,12 +33,50 @@ use crate::realtime::hub::HubStats;
 use crate::realtime::protocol::{self, close};
 use crate::realtime::session_key;
 use crate::realtime::socket::{self, Peer};
+use crate::realtime::stats::ClusterStats;
 use crate::state::AppState;
 
-/// The extension `http::server` puts on every request: the process's connection slots, so an
-/// upgraded socket keeps counting against `EF__MAX_CONNECTIONS` after hyper lets go of it.
+/// The extension `http::server` puts on every request: what an upgraded socket must hold of its
+/// connection while it is open.
 #[derive(Clone)]
-pub struct ConnectionSlots(pub std::sync::Arc<tokio::sync::Semaphore>);
+pub enum ConnectionHold {
+    /// HTTP/1.1: the upgrade takes the TCP connection away from hyper, whose task (and with it the
+    /// connection's slot) ends; the socket takes a slot of `EF__MAX_CONNECTIONS` of its own, so it
+    /// keeps counting against the cap.
+    Slots(std::sync::Arc<tokio::sync::Semaphore>),
+    /// HTTP/2 (RFC 8441): the socket is one stream of a connection that keeps its slot for as long
+    /// as it is open, so it takes no second one (streams per connection are bounded by hyper, and
+    /// sockets by the hub's caps). It holds the connection busy instead: without a request in
+    /// progress, the connection would count as idle and be shut after `EF__KEEPALIVE_TIMEOUT`.
+    Stream(std::sync::Arc<crate::http::idle::Activity>),
+}
+
+/// What a socket holds of its connection until it closes (see [`ConnectionHold`]); only ever
+/// dropped.
+pub enum ConnectionHeld {
+    Slot {
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    },
+    Stream {
+        _busy: crate::http::idle::InFlight,
+    },
+}
+
+impl ConnectionHold {
+    /// `None` when the process has no slot left for one more HTTP/1.1 socket.
+    fn take(&self) -> Option<ConnectionHeld> {
+        match self {
+            ConnectionHold::Slots(s) => s
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|p| ConnectionHeld::Slot { _permit: p }),
+            ConnectionHold::Stream(activity) => Some(ConnectionHeld::Stream {
+                _busy: activity.begin(),
+            }),
+        }
+    }
+}
 
 /// The initial read buffer of a socket (it grows for a larger message, up to the limit).
 const READ_BUFFER: usize = 4096;
@@ -107,7 +150,7 @@ pub async fn ws(
     State(state): State<AppState>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     client_ip: Option<axum::Extension<ClientIp>>,
-    slots: Option<axum::Extension<ConnectionSlots>>,
+    hold: Option<axum::Extension<ConnectionHold>>,
     conn: Option<axum::Extension<crate::http::server::ConnInfo>>,
     uri: Uri,
     headers: HeaderMap,
@@ -148,7 +191,7 @@ pub async fn ws(
             .await;
         });
     }
-    let outcome = admit(&state, &headers, query, client_ip.map(|c| c.0.0), slots).await;
+    let outcome = admit(&state, &headers, query, client_ip.map(|c| c.0.0), hold).await;
     let hub = state.realtime().hub().clone();
     upgrade.on_upgrade(move |mut socket| async move {
         match outcome {
@@ -174,7 +217,7 @@ async fn admit(
     headers: &HeaderMap,
     query: Query,
     ip: Option<std::net::IpAddr>,
-    slots: Option<axum::Extension<ConnectionSlots>>,
+    hold: Option<axum::Extension<ConnectionHold>>,
 ) -> Result<(crate::realtime::hub::Registration, Peer), Refused> {
     let later = |reason: &'static str, label: &'static str| Refused {
         code: close::TRY_AGAIN_LATER,
@@ -182,12 +225,10 @@ async fn admit(
         label,
     };
     let user = authenticate(state, headers, query.token.as_deref()).await?;
-    let slot = match slots {
-        Some(s) => Some(
-            s.0.0
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| later("too many connections", "server_full"))?,
+    let held = match hold {
+        Some(h) => Some(
+            h.0.take()
+                .ok_or_else(|| later("too many connections", "server_full"))?,
         ),
         None => None,
     };
@@ -235,25 +276,43 @@ async fn admit(
             shops,
             notices,
             idle_timeout: state.config().http.ws_idle_timeout,
-            slot,
+            held,
         },
     ))
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct StatsView {
+    /// This process (the fields the endpoint has always had).
     pub process_id: u32,
     #[serde(flatten)]
     pub hub: HubStats,
+    /// `degraded` when messages do not reach other processes, or Redis could not list them.
     pub fanout: &'static str,
+    /// Every server process sharing Redis (`processes`), and `total` across them.
+    #[serde(flatten)]
+    pub cluster: ClusterStats,
 }
 
-/// `GET /notifications/stats` — this process's sockets (admin or the local operator).
+/// `GET /notifications/stats` — the sockets of this process and of every server process sharing
+/// its Redis (admin or the local operator). Without Redis: this process only, `degraded`.
 pub async fn stats(State(state): State<AppState>, _: Operator) -> Envelope<StatsView> {
     let rt = state.realtime();
+    let (cluster, listed) = match rt.cluster_stats().await {
+        Ok(c) => (c, true),
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket stats: this process only");
+            (ClusterStats::only(rt.process_stats()), false)
+        }
+    };
     Envelope(StatsView {
         process_id: std::process::id(),
         hub: rt.hub().stats(),
-        fanout: if rt.fanout_ok() { "ok" } else { "degraded" },
+        fanout: if listed && rt.fanout_ok() {
+            "ok"
+        } else {
+            "degraded"
+        },
+        cluster,
     })
 }

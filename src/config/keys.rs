@@ -165,7 +165,7 @@ pub static KEYS: &[Key] = &[
         "EF__KEEPALIVE_TIMEOUT",
         "server",
         Value("30s"),
-        "An idle connection (no request in progress, whatever the protocol, also one that never sent a request) is closed after this long; HTTP/2 with GOAWAY.",
+        "An idle connection (no request in progress, whatever the protocol, also one that never sent a request) is closed after this long; HTTP/2 with GOAWAY. An HTTP/2 connection carrying a websocket is not idle.",
     ),
     key(
         "EF__SEND_TIMEOUT",
@@ -195,7 +195,7 @@ pub static KEYS: &[Key] = &[
         "EF__WS_MAX_CONNECTIONS",
         "server",
         Value("10000"),
-        "Open websockets of this process at most; they count against EF__MAX_CONNECTIONS too. Further upgrades are closed with 1013 (try again later).",
+        "Open websockets of this process at most; an HTTP/1.1 one holds a slot of EF__MAX_CONNECTIONS too (an HTTP/2 one is a stream of a connection that holds its own). Further upgrades are closed with 1013 (try again later).",
     ),
     key(
         "EF__WS_MAX_PER_USER",

@@ -22,8 +22,9 @@ pub fn build(state: AppState) -> Router {
 
     let routes = Router::new()
         .route("/healthz", get(liveness))
-        // The guide's nginx location for the websocket; the web app uses the API path.
-        .route("/ws", get(api::realtime::ws))
+        // The guide's nginx location for the websocket; the web app uses the API path. CONNECT
+        // is the websocket over HTTP/2 (RFC 8441).
+        .route("/ws", get(api::realtime::ws).connect(api::realtime::ws))
         .nest(&prefix, api)
         .route("/downloads", any(static_files::downloads))
         .route("/downloads/{*rest}", any(static_files::downloads))

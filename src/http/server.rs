@@ -34,6 +34,7 @@ use tower::ServiceExt;
 
 use super::idle::Activity;
 use super::send_timeout::{SendWatch, Watched, WatchedBody};
+use crate::api::realtime::ConnectionHold;
 use crate::config::HttpConfig;
 use crate::state::AppState;
 
@@ -134,7 +135,11 @@ impl HttpServer {
             .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
             .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
             .max_concurrent_streams(H2_MAX_STREAMS)
-            .max_header_list_size(H2_MAX_HEADER_LIST);
+            .max_header_list_size(H2_MAX_HEADER_LIST)
+            // RFC 8441: a websocket as one stream of an HTTP/2 connection (extended CONNECT with
+            // `:protocol websocket`). A browser that loaded the web app over HTTP/2 then opens
+            // its websocket on that connection instead of a new TLS connection of its own.
+            .enable_connect_protocol();
         Arc::new(HttpServer {
             router,
             state,
@@ -218,15 +223,19 @@ impl HttpServer {
         let tracked = activity.clone();
         let watch = SendWatch::new();
         let bodies = watch.clone();
-        let slots = crate::api::realtime::ConnectionSlots(self.connection_slots.clone());
+        let slots = ConnectionHold::Slots(self.connection_slots.clone());
+        let stream_hold = ConnectionHold::Stream(activity.clone());
         let service = TowerToHyperService::new(
             router
                 .map_request(move |mut req: Request<Incoming>| {
-                    if req.version() == http::Version::HTTP_2 {
+                    let hold = if req.version() == http::Version::HTTP_2 {
                         seen_http2.store(true, Ordering::Relaxed);
-                    }
+                        stream_hold.clone()
+                    } else {
+                        slots.clone()
+                    };
                     req.extensions_mut().insert(info);
-                    req.extensions_mut().insert(slots.clone());
+                    req.extensions_mut().insert(hold);
                     req
                 })
                 .map_future(move |response| {

@@ -113,6 +113,9 @@ pub struct Hub {
     /// At shutdown, each socket closes after a random delay up to this (ms), so that its client
     /// (the web app reconnects a fixed 5 s after a close) comes back spread out, not all at once.
     close_spread_ms: AtomicU64,
+    /// Woken when a socket comes, goes or changes its shops: the stats publisher
+    /// (`Realtime::run_stats_publisher`) then tells the other processes soon, not at its next tick.
+    changed: tokio::sync::Notify,
     pub(crate) metrics: WsMetrics,
 }
 
@@ -125,6 +128,7 @@ impl Hub {
             closing: CancellationToken::new(),
             tasks: TaskTracker::new(),
             close_spread_ms: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
             metrics,
         }
     }
@@ -178,6 +182,7 @@ impl Hub {
         *r.by_ip.entry(ip).or_default() += 1;
         drop(r);
         self.metrics.connections.inc();
+        self.changed.notify_one();
         Ok(Registration {
             id,
             hub: self.clone(),
@@ -206,6 +211,7 @@ impl Hub {
         }
         drop(r);
         self.metrics.connections.dec();
+        self.changed.notify_one();
     }
 
     pub fn subscribe(&self, id: u64, shops: &[i64]) {
@@ -213,6 +219,7 @@ impl Hub {
             let room = super::protocol::MAX_SHOP_IDS.saturating_sub(e.shops.len());
             e.shops.extend(shops.iter().copied().take(room));
         }
+        self.changed.notify_one();
     }
 
     pub fn unsubscribe(&self, id: u64, shops: &[i64]) {
@@ -221,6 +228,7 @@ impl Hub {
                 e.shops.remove(s);
             }
         }
+        self.changed.notify_one();
     }
 
     pub fn shops_of(&self, id: u64) -> Vec<i64> {
@@ -298,6 +306,17 @@ impl Hub {
             users: r.by_user.len(),
             shops,
         }
+    }
+
+    /// The users with a socket here (for the exact count of unique users across processes).
+    pub fn user_ids(&self) -> Vec<i64> {
+        self.lock().by_user.keys().copied().collect()
+    }
+
+    /// Returns at the next change of sockets or subscriptions (at once if one happened since the
+    /// last call returned).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     pub fn is_closing(&self) -> bool {

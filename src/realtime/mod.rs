@@ -12,13 +12,19 @@
 //! The original kept the sockets in a dictionary inside one API process, so the worker, a second
 //! API process or a second server never reached anyone (euraflow-original.md §4).
 //!
+//! Every server process also publishes its hub's numbers to Redis
+//! ([`Realtime::run_stats_publisher`]), so `GET /notifications/stats` on any of them lists all
+//! ([`Realtime::cluster_stats`], `stats`).
+//!
 //! Files: `protocol` (the messages), `hub` (this process's sockets), `socket` (one socket's task),
-//! `metrics`; the HTTP side (upgrade, authentication) is `api::realtime`.
+//! `stats` (the numbers of every process), `metrics`; the HTTP side (upgrade, authentication) is
+//! `api::realtime`.
 
 pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub(crate) mod socket;
+pub mod stats;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,9 +38,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::domain::EndedSession;
 use crate::outage::Outage;
-use crate::redis::Redis;
+use crate::redis::{Redis, RedisError};
 use hub::Hub;
 use metrics::WsMetrics;
+use stats::{ClusterStats, ProcessStats};
 
 /// Whom a message is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +131,11 @@ struct Inner {
     /// Cross-process delivery: down while publishing fails or the subscription is lost.
     fanout: Outage,
     subscribed: AtomicBool,
+    /// This process's name in the shared stats (`stats`): random per start.
+    instance: String,
+    host: String,
+    /// Set once the stats entry is removed at shutdown, so that no late request puts it back.
+    withdrawn: AtomicBool,
 }
 
 impl Realtime {
@@ -147,6 +159,9 @@ impl Realtime {
             hub,
             fanout: Outage::new("Redis (websocket fan-out)"),
             subscribed: AtomicBool::new(false),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            host: crate::config::system_hostname(),
+            withdrawn: AtomicBool::new(false),
         }))
     }
 
@@ -252,6 +267,70 @@ impl Realtime {
             close: Some(protocol::close::UNAUTHENTICATED),
         })
         .await;
+    }
+
+    /// This process's numbers as the shared stats list them.
+    pub fn process_stats(&self) -> ProcessStats {
+        ProcessStats::new(self.0.host.clone(), self.0.hub.stats(), protocol::now())
+    }
+
+    async fn publish_stats(&self) -> Result<(), RedisError> {
+        if self.0.withdrawn.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let me = self.process_stats();
+        let users = self.0.hub.user_ids();
+        stats::publish(&self.0.redis, &self.0.instance, &me, &users).await
+    }
+
+    /// The sockets of every server process sharing Redis, this one's fresh (published first);
+    /// `Err` when Redis cannot answer (the caller then has only this process's numbers).
+    pub async fn cluster_stats(&self) -> Result<ClusterStats, RedisError> {
+        self.publish_stats().await?;
+        stats::read(&self.0.redis, &self.0.instance).await
+    }
+
+    /// Publish this process's numbers for the others' stats until `stop`: every
+    /// `stats::PUBLISH_EVERY`, and shortly after sockets come or go; then remove them, so a
+    /// stopped process leaves the list at once (a killed one leaves it when its entry expires).
+    pub async fn run_stats_publisher(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(stats::PUBLISH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+                () = self.0.hub.changed() => {
+                    tokio::select! {
+                        () = tokio::time::sleep(stats::COALESCE) => {}
+                        () = stop.cancelled() => break,
+                    }
+                }
+            }
+            // Redis being down is logged (once) by the fan-out; here only the first failure.
+            match self.publish_stats().await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::debug!(error = %e, "this process's websocket stats did not reach Redis");
+                }
+                Err(_) => {}
+            }
+        }
+        self.0.withdrawn.store(true, Ordering::Relaxed);
+        // Bounded below the Redis timeout: a hanging Redis must not hold up the stop (the
+        // entry expires by itself).
+        let withdrawn = tokio::time::timeout(
+            stats::WITHDRAW_BOUND,
+            stats::withdraw(&self.0.redis, &self.0.instance),
+        )
+        .await;
+        if !matches!(withdrawn, Ok(Ok(()))) {
+            tracing::debug!(
+                "could not remove this process's websocket stats; they expire by themselves"
+            );
+        }
     }
 
     /// Hear the channel until `stop`, handing every message to this process's hub; resubscribes

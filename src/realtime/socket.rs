@@ -27,8 +27,9 @@ pub struct Peer {
     /// Messages to send right after `connected` (a refused shop, a malformed `shop_ids`).
     pub notices: Vec<String>,
     pub idle_timeout: Duration,
-    /// The socket's slot of `EF__MAX_CONNECTIONS`, held until it closes.
-    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The socket's slot of `EF__MAX_CONNECTIONS` (HTTP/1.1) or its HTTP/2 connection kept busy,
+    /// held until it closes.
+    pub held: Option<crate::api::realtime::ConnectionHeld>,
 }
 
 /// The shops of `requested` the user may follow, and those refused.
@@ -70,7 +71,7 @@ pub async fn run(socket: WebSocket, mut reg: Registration, mut peer: Peer) {
     let hub = reg.hub().clone();
     let limits = *hub.limits();
     let (mut sink, mut stream) = socket.split();
-    let _slot = peer.slot.take();
+    let _held = peer.held.take();
     hub.subscribe(reg.id, &peer.shops);
 
     let mut greeting = vec![text(&protocol::connected(peer.user_id, &peer.shops))];

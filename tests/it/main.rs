@@ -47,6 +47,7 @@ mod permissions;
 mod process;
 mod realtime;
 mod realtime_bench;
+mod realtime_h2;
 mod request_span;
 mod roles;
 mod round_trips;

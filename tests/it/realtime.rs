@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -20,6 +21,11 @@ use crate::common::{
 pub type Ws = WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 pub fn tls_connector(ca_pem: &[u8]) -> tokio_rustls::TlsConnector {
+    tls_connector_alpn(ca_pem, b"http/1.1")
+}
+
+/// A TLS client trusting `ca_pem` that offers only `alpn`.
+pub fn tls_connector_alpn(ca_pem: &[u8], alpn: &[u8]) -> tokio_rustls::TlsConnector {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -33,7 +39,7 @@ pub fn tls_connector(ca_pem: &[u8]) -> tokio_rustls::TlsConnector {
     .expect("protocol versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
@@ -77,7 +83,7 @@ pub async fn connect(srv: &TestServer, token: &str) -> Ws {
 }
 
 /// The next text message as JSON (protocol pings skipped); panics after 10 s.
-pub async fn next_json(ws: &mut Ws) -> Value {
+pub async fn next_json<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -93,7 +99,10 @@ pub async fn next_json(ws: &mut Ws) -> Value {
 }
 
 /// The next message of `kind`, skipping server pings.
-pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+pub async fn next_of<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    kind: &str,
+) -> Value {
     loop {
         let v = next_json(ws).await;
         if v["type"] == kind {
@@ -105,7 +114,7 @@ pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
 
 /// The close code the server ends with, asserting no text message (but `ping` / `pong`) came
 /// before it.
-pub async fn close_code(ws: &mut Ws) -> u16 {
+pub async fn close_code<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> u16 {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -126,7 +135,7 @@ pub async fn close_code(ws: &mut Ws) -> u16 {
     }
 }
 
-async fn send(ws: &mut Ws, v: Value) {
+pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
@@ -562,7 +571,9 @@ async fn upgraded_sockets_count_against_max_connections() {
 }
 
 /// The first text message, or the close code if the socket closes first.
-async fn next_or_close(ws: &mut Ws) -> Result<Value, u16> {
+pub async fn next_or_close<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> Result<Value, u16> {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -687,6 +698,13 @@ async fn without_redis_local_delivery_works_and_health_is_degraded() {
         .unwrap();
     assert_eq!(stats["data"]["fanout"], "degraded", "{stats}");
     assert_eq!(stats["data"]["connections"], 1, "{stats}");
+    // The other servers cannot be listed without Redis: this process only.
+    let processes = stats["data"]["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 1, "{stats}");
+    assert_eq!(processes[0]["process_id"], std::process::id(), "{stats}");
+    assert_eq!(processes[0]["connections"], 1, "{stats}");
+    assert_eq!(stats["data"]["total"]["connections"], 1, "{stats}");
+    assert_eq!(stats["data"]["total"]["users"], 1, "{stats}");
     drop(ws);
     srv.stop().await;
 }
@@ -747,7 +765,12 @@ async fn sigterm_closes_every_socket_with_1001_and_exits_within_the_bound() {
 }
 
 /// Log in through the real server at `https`; returns the access token.
-async fn login_at(https: std::net::SocketAddr, ca: &[u8], name: &str, password: &str) -> String {
+pub async fn login_at(
+    https: std::net::SocketAddr,
+    ca: &[u8],
+    name: &str,
+    password: &str,
+) -> String {
     let client = common::client_for(ca, https, common::Protocol::Any);
     let login: Value = client
         .post(format!(
@@ -767,6 +790,57 @@ async fn login_at(https: std::net::SocketAddr, ca: &[u8], name: &str, password: 
         .to_owned()
 }
 
+/// Processes of one deployment past one VM: they share the database, the Redis prefix and the
+/// secret key (so a token from one server is good on another).
+struct Cluster {
+    db_env: Vec<(String, String)>,
+    prefix: String,
+    secret: String,
+}
+
+impl Cluster {
+    fn new(db: &TestDb) -> Cluster {
+        Cluster {
+            db_env: db.env(),
+            prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+            secret: euraflow::config::generate_secret(),
+        }
+    }
+
+    /// Start `serve` or `worker` (each in its own state directory): the process, its TLS
+    /// certificate (a server's), and the directory to keep.
+    async fn start(
+        &self,
+        args: &'static [&'static str],
+        extra: Vec<(String, String)>,
+    ) -> (Process, Vec<u8>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = production_env(dir.path());
+        env.extend(self.db_env.iter().cloned());
+        env.push(("EF__REDIS_PREFIX".into(), self.prefix.clone()));
+        env.push(("EF__SECRET_KEY".into(), self.secret.clone()));
+        env.extend(extra);
+        let path = dir.path().to_path_buf();
+        let p = tokio::task::spawn_blocking(move || {
+            if args[0] == "worker" {
+                Process::spawn_until(
+                    std::path::Path::new(common::BIN),
+                    &path,
+                    args,
+                    &as_refs(&env),
+                    "worker ready",
+                )
+            } else {
+                Process::spawn(&path, args, &as_refs(&env))
+            }
+        })
+        .await
+        .unwrap();
+        let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).unwrap_or_default();
+        (p, ca, dir)
+    }
+}
+
 /// Past one VM: two `serve` processes and a `worker` share one database and one Redis; each
 /// server delivers what the other (or the worker) publishes to its own sockets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -782,36 +856,8 @@ async fn two_servers_and_a_worker_reach_each_others_sockets() {
         )
         .await
         .unwrap();
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let secret = euraflow::config::generate_secret();
-    let start = |args: &'static [&'static str], extra: Vec<(String, String)>| {
-        let dir = tempfile::tempdir().unwrap();
-        let mut env = production_env(dir.path());
-        env.extend(db.env());
-        env.push(("EF__REDIS_PREFIX".into(), prefix.clone()));
-        env.push(("EF__SECRET_KEY".into(), secret.clone()));
-        env.extend(extra);
-        async move {
-            let path = dir.path().to_path_buf();
-            let p = tokio::task::spawn_blocking(move || {
-                if args[0] == "worker" {
-                    Process::spawn_until(
-                        std::path::Path::new(common::BIN),
-                        &path,
-                        args,
-                        &as_refs(&env),
-                        "worker ready",
-                    )
-                } else {
-                    Process::spawn(&path, args, &as_refs(&env))
-                }
-            })
-            .await
-            .unwrap();
-            let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).unwrap_or_default();
-            (p, ca, dir)
-        }
-    };
+    let cluster = Cluster::new(&db);
+    let start = |args, extra| cluster.start(args, extra);
     let (a, ca_a, _da) = start(&["serve"], vec![]).await;
     let (b, ca_b, _db) = start(&["serve"], vec![]).await;
     let (_w, _, _dw) = start(
@@ -975,4 +1021,133 @@ async fn the_user_who_triggered_a_job_gets_job_finished() {
     worker.stop().await;
     drop(ws);
     srv.stop().await;
+}
+
+/// `GET /notifications/stats` on one server lists the sockets of every server sharing its Redis,
+/// per process and in total (unique users counted once across servers); a server that stops
+/// leaves the list at once, and one that is killed leaves it when its entry expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_on_one_server_list_every_servers_sockets() {
+    let db = TestDb::migrated().await;
+    let alice = insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let bob = insert_user(&db, "bob", "main_account", None, &hash("bob-password")).await;
+    insert_shop(&db, 41, alice).await;
+    insert_shop(&db, 42, bob).await;
+    let cluster = Cluster::new(&db);
+    let (a, ca_a, _da) = cluster.start(&["serve"], vec![]).await;
+    let (mut b, ca_b, _db) = cluster.start(&["serve"], vec![]).await;
+    let (a_https, b_https, a_http) = (a.https.unwrap(), b.https.unwrap(), a.http.unwrap());
+    let pid = |p: &Process| p.pid().as_raw_nonzero().get();
+    let (a_pid, b_pid) = (pid(&a), pid(&b));
+
+    // One login each (a second would end the first session): Alice on both servers.
+    let alices = login_at(a_https, &ca_a, "alice", "alice-password").await;
+    let bobs = login_at(b_https, &ca_b, "bob", "bob-password").await;
+    let ws_path = |t: &str| format!("/api/ef/v1/notifications/ws?token={t}");
+    let mut sockets = Vec::new();
+    for (addr, ca, token) in [
+        (a_https, &ca_a, &alices),
+        (a_https, &ca_a, &alices),
+        (b_https, &ca_b, &alices),
+        (b_https, &ca_b, &bobs),
+    ] {
+        let mut ws = connect_to(addr, ca, &ws_path(token), &[]).await;
+        assert_eq!(next_json(&mut ws).await["type"], "connected");
+        sockets.push(ws);
+    }
+
+    let stats_url = format!("http://{a_http}/api/ef/v1/notifications/stats");
+    let get_stats = || async {
+        let v: Value = reqwest::get(&stats_url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["data"].clone()
+    };
+    let of = |stats: &Value, pid: i32| {
+        stats["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["process_id"] == pid)
+            .cloned()
+    };
+    // B publishes shortly after its sockets change (and every 10 s): wait for its numbers.
+    let started = std::time::Instant::now();
+    let stats = loop {
+        let s = get_stats().await;
+        if of(&s, b_pid).is_some_and(|b| b["connections"] == 2) {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "B's sockets never showed up on A: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "B's sockets listed on A after {:?}: {stats}",
+        started.elapsed()
+    );
+    // The fields the endpoint always had: this process's own.
+    assert_eq!(stats["process_id"], a_pid, "{stats}");
+    assert_eq!(stats["connections"], 2, "{stats}");
+    assert_eq!(stats["users"], 1, "{stats}");
+    assert_eq!(stats["fanout"], "ok", "{stats}");
+    assert_eq!(stats["processes"].as_array().unwrap().len(), 2, "{stats}");
+    let on_a = of(&stats, a_pid).unwrap();
+    assert_eq!(on_a["connections"], 2, "{stats}");
+    assert_eq!(on_a["users"], 1, "{stats}");
+    assert_eq!(on_a["shops"], json!({"41": 2}), "{stats}");
+    assert!(!on_a["host"].as_str().unwrap().is_empty(), "{stats}");
+    assert!(on_a["updated_at"].is_string(), "{stats}");
+    let on_b = of(&stats, b_pid).unwrap();
+    assert_eq!(on_b["users"], 2, "{stats}");
+    assert_eq!(on_b["shops"], json!({"41": 1, "42": 1}), "{stats}");
+    // Alice has sockets on both servers and counts once.
+    assert_eq!(
+        stats["total"],
+        json!({"processes": 2, "connections": 4, "users": 2, "shops": {"41": 3, "42": 1}}),
+        "{stats}"
+    );
+
+    // Every entry expires by itself: a killed process (no chance to remove it) leaves the list.
+    let mut redis = redis::Client::open("redis://127.0.0.1:6379/0")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}realtime:process*", cluster.prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // Two entries, Alice's and Bob's user sets, and the index.
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    for k in &keys {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(k)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!((1..=30).contains(&ttl), "{k} expires in {ttl} s");
+    }
+
+    // B stops: its entry goes with it, no waiting for the expiry.
+    b.signal(rustix::process::Signal::TERM);
+    let status = tokio::task::spawn_blocking(move || b.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let stats = get_stats().await;
+    assert_eq!(stats["processes"].as_array().unwrap().len(), 1, "{stats}");
+    assert!(of(&stats, a_pid).is_some(), "{stats}");
+    assert_eq!(
+        stats["total"],
+        json!({"processes": 1, "connections": 2, "users": 1, "shops": {"41": 2}}),
+        "{stats}"
+    );
+    drop(sockets);
 }
