@@ -72,7 +72,7 @@ pub async fn log(State(state): State<AppState>, req: Request, next: Next) -> Res
                 http_status = status,
                 latency_ms,
                 client_ip = %client,
-                http_version = version,
+                http_version = %version,
                 listener,
                 user_agent = %agent,
                 "{method} {path} {status} {latency_ms}ms"
