@@ -28,6 +28,8 @@ pub const ACCESS_TARGET: &str = "euraflow::access";
 const QUEUE_LINES: usize = 16 * 1024;
 /// A batch of text lines written with one `write` (a stream takes many lines at once).
 const BATCH_BYTES: usize = 64 * 1024;
+/// Between two rounds of a busy writer: lines reach the log at most this much later.
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 /// journald's native socket.
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
@@ -102,45 +104,61 @@ impl AccessPipe {
 fn write_loop(rx: &Receiver<Vec<u8>>, mut sink: Sink) {
     let mut reported = 0;
     let mut batch = Vec::with_capacity(BATCH_BYTES);
+    // Idle, the writer waits on the queue and the first line wakes it. Busy, it pauses between
+    // rounds instead of waiting on the queue, so requests queue their lines without waking a
+    // thread each time (a futex wake per request cost more than formatting the line).
     while let Ok(first) = rx.recv() {
-        match &mut sink {
-            Sink::Journal(socket) => {
-                // A failed send (journald restarting) loses the line; count it like a full queue.
-                for line in std::iter::once(first).chain(rx.try_iter().take(QUEUE_LINES)) {
-                    if socket.send_to(&line, JOURNAL_SOCKET).is_err() {
-                        DROPPED.fetch_add(1, Ordering::Relaxed);
-                    }
-                    PENDING.fetch_sub(1, Ordering::AcqRel);
-                }
+        let mut next = Some(first);
+        while let Some(first) = next.take() {
+            write_round(rx, &mut sink, &mut batch, first);
+            // Caught up (or a round further): say what was lost meanwhile. The notice is an
+            // ordinary warning, written at once in the log's format.
+            let dropped = DROPPED.load(Ordering::Relaxed);
+            if dropped > reported {
+                tracing::warn!(
+                    lost = dropped - reported,
+                    lost_total = dropped,
+                    "access log: lines dropped because the log writer (journald or stderr) fell behind; see ef_log_lines_dropped_total"
+                );
+                reported = dropped;
             }
-            Sink::Stream(out) => {
-                batch.clear();
-                batch.extend_from_slice(&first);
-                let mut lines: u64 = 1;
-                for line in rx.try_iter() {
-                    batch.extend_from_slice(&line);
-                    lines += 1;
-                    if batch.len() >= BATCH_BYTES {
-                        break;
-                    }
+            std::thread::sleep(BUSY_PAUSE);
+            next = rx.try_recv().ok();
+        }
+    }
+}
+
+/// Write `first` and whatever is queued behind it (at most a queue's worth).
+fn write_round(rx: &Receiver<Vec<u8>>, sink: &mut Sink, batch: &mut Vec<u8>, first: Vec<u8>) {
+    let mut queued = std::iter::once(first).chain(rx.try_iter().take(QUEUE_LINES));
+    match sink {
+        Sink::Journal(socket) => {
+            // A failed send (journald restarting) loses the line; count it like a full queue.
+            for line in queued {
+                if socket.send_to(&line, JOURNAL_SOCKET).is_err() {
+                    DROPPED.fetch_add(1, Ordering::Relaxed);
                 }
-                if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
-                    DROPPED.fetch_add(lines, Ordering::Relaxed);
-                }
-                PENDING.fetch_sub(lines, Ordering::AcqRel);
+                PENDING.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        // Caught up (or at least one batch further): say what was lost meanwhile. The notice is
-        // an ordinary warning, written at once in the log's format.
-        let dropped = DROPPED.load(Ordering::Relaxed);
-        if dropped > reported {
-            tracing::warn!(
-                lost = dropped - reported,
-                lost_total = dropped,
-                "access log: lines dropped because the log writer (journald or stderr) fell behind; see ef_log_lines_dropped_total"
-            );
-            reported = dropped;
-        }
+        Sink::Stream(out) => loop {
+            batch.clear();
+            let mut lines: u64 = 0;
+            for line in queued.by_ref() {
+                batch.extend_from_slice(&line);
+                lines += 1;
+                if batch.len() >= BATCH_BYTES {
+                    break;
+                }
+            }
+            if lines == 0 {
+                break;
+            }
+            if out.write_all(batch).and_then(|()| out.flush()).is_err() {
+                DROPPED.fetch_add(lines, Ordering::Relaxed);
+            }
+            PENDING.fetch_sub(lines, Ordering::AcqRel);
+        },
     }
 }
 
