@@ -1,15 +1,17 @@
 //! Redis, for what may be lost: rate-limit counters, token revocations, websocket fan-out, caches.
 //!
-//! A bounded set of connections (`EF__REDIS_MAX_CONNECTIONS`, the guide's 50), connect and
-//! command timeouts (`EF__REDIS_TIMEOUT`), and while Redis is down, calls fail fast with backoff
-//! between attempts instead of each request waiting for a timeout. The outage is logged when it
-//! starts and when it ends. Every key carries `EF__REDIS_PREFIX`.
+//! Commands share a few multiplexed connections (at most `EF__REDIS_MAX_CONNECTIONS`, see
+//! [`Shared`]), with connect and command timeouts (`EF__REDIS_TIMEOUT`), and while Redis is down,
+//! calls fail fast with backoff between attempts instead of each request waiting for a timeout.
+//! The outage is logged when it starts and when it ends. Every key carries `EF__REDIS_PREFIX`.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use deadpool_redis::{Connection, Manager, Pool, Runtime};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
 use crate::config::RedisConfig;
@@ -26,13 +28,57 @@ pub enum RedisError {
 }
 
 pub struct Redis {
-    pool: Pool,
+    shared: Shared,
     prefix: String,
     timeout: Duration,
     outage: Outage,
     target: String,
-    /// For connections outside the pool (the websocket fan-out's subscription).
+    /// For connections outside the shared ones (the websocket fan-out's subscription).
     info: ConnectionInfo,
+}
+
+/// The connections every command shares. A `MultiplexedConnection` pipelines concurrent commands
+/// over one socket, so no command waits for a free connection. Checking a connection out of a
+/// pool for each command did: 600 concurrent logins (three scripts each) queued for the pool's
+/// 50 connections, each checkout cost a PING round trip, and an unrelated request's session check
+/// waited behind them for over a second.
+///
+/// One connection per core, at most `EF__REDIS_MAX_CONNECTIONS`: a connection's replies are read
+/// by its own task, so more sockets than cores run no faster, and Redis executes commands one at
+/// a time anyway. A connection is made at its first use and dropped after an I/O error or a
+/// timeout; the next command through its slot connects again.
+struct Shared {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    slots: Box<[tokio::sync::Mutex<Slot>]>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    conn: Option<MultiplexedConnection>,
+    /// Bumped at each new connection, so a failure on an old one does not drop its successor.
+    generation: u64,
+}
+
+/// A handle on one of the shared connections; commands through it run concurrently with others'.
+pub struct Connection {
+    inner: MultiplexedConnection,
+    slot: usize,
+    generation: u64,
+}
+
+impl Deref for Connection {
+    type Target = MultiplexedConnection;
+    fn deref(&self) -> &MultiplexedConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut MultiplexedConnection {
+        &mut self.inner
+    }
 }
 
 impl std::fmt::Debug for Redis {
@@ -48,21 +94,21 @@ impl Redis {
     pub fn new(config: &RedisConfig) -> anyhow::Result<Arc<Self>> {
         let info = connection_info(config)?;
         let target = describe(&info);
+        let client = redis::Client::open(info.clone()).context("configuring the Redis client")?;
         let conn_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout));
-        let manager = Manager::new_with_config(info.clone(), conn_config)
-            .context("configuring the Redis client")?;
-        let pool = Pool::builder(manager)
-            .max_size(config.max_connections)
-            .wait_timeout(Some(config.timeout))
-            .create_timeout(Some(config.timeout))
-            .recycle_timeout(Some(config.timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .context("building the Redis pool")?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let slots = (0..cores.min(config.max_connections).max(1))
+            .map(|_| tokio::sync::Mutex::new(Slot::default()))
+            .collect();
         Ok(Arc::new(Redis {
-            pool,
+            shared: Shared {
+                client,
+                config: conn_config,
+                slots,
+                next: AtomicUsize::new(0),
+            },
             prefix: config.prefix.clone(),
             timeout: config.timeout,
             outage: Outage::new("Redis"),
@@ -76,7 +122,7 @@ impl Redis {
         format!("{}{name}", self.prefix)
     }
 
-    /// A client for a dedicated connection (pub/sub), outside the pool.
+    /// A client for a dedicated connection (pub/sub), outside the shared ones.
     pub fn dedicated_client(&self) -> Result<redis::Client, RedisError> {
         Ok(redis::Client::open(self.info.clone())?)
     }
@@ -99,27 +145,61 @@ impl Redis {
         if let Some(last) = self.outage.should_skip() {
             return Err(RedisError::Unavailable(last));
         }
-        self.checkout().await
+        self.checkout(true).await
     }
 
-    async fn checkout(&self) -> Result<Connection, RedisError> {
-        match self.pool.get().await {
-            Ok(c) => {
+    /// One of the shared connections, connecting its slot when it has none. `backoff`: give up
+    /// at once when another caller's connect has just failed (callers queued on the slot would
+    /// otherwise each wait for a connect timeout in turn).
+    async fn checkout(&self, backoff: bool) -> Result<Connection, RedisError> {
+        let index = self.shared.next.fetch_add(1, Ordering::Relaxed) % self.shared.slots.len();
+        let mut slot = self.shared.slots[index].lock().await;
+        if let Some(conn) = &slot.conn {
+            return Ok(Connection {
+                inner: conn.clone(),
+                slot: index,
+                generation: slot.generation,
+            });
+        }
+        if backoff && let Some(last) = self.outage.should_skip() {
+            return Err(RedisError::Unavailable(last));
+        }
+        let connect = self
+            .shared
+            .client
+            .get_multiplexed_async_connection_with_config(&self.shared.config);
+        let failure = match tokio::time::timeout(self.timeout, connect).await {
+            Ok(Ok(conn)) => {
                 self.outage.succeeded();
-                Ok(c)
+                slot.generation += 1;
+                slot.conn = Some(conn.clone());
+                return Ok(Connection {
+                    inner: conn,
+                    slot: index,
+                    generation: slot.generation,
+                });
             }
-            Err(e) => {
-                let msg = format!("{} ({})", e, self.target);
-                self.outage.failed(&msg);
-                Err(RedisError::Unavailable(msg))
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("connecting took over {:?}", self.timeout),
+        };
+        let msg = format!("{failure} ({})", self.target);
+        self.outage.failed(&msg);
+        Err(RedisError::Unavailable(msg))
+    }
+
+    /// Forget a connection that failed, unless its slot has connected again since.
+    async fn discard(&self, conn: &Connection) {
+        let mut slot = self.shared.slots[conn.slot].lock().await;
+        if slot.generation == conn.generation {
+            slot.conn = None;
         }
     }
 
     /// Run one command (or pipeline) with the command timeout.
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
         let mut conn = self.conn().await?;
-        self.finish(tokio::time::timeout(self.timeout, cmd.query_async(&mut *conn)).await)
+        let r = tokio::time::timeout(self.timeout, cmd.query_async(&mut *conn)).await;
+        self.finish(&conn, self.timeout, r).await
     }
 
     pub async fn pipeline<T: redis::FromRedisValue>(
@@ -127,23 +207,51 @@ impl Redis {
         pipe: &redis::Pipeline,
     ) -> Result<T, RedisError> {
         let mut conn = self.conn().await?;
-        self.finish(tokio::time::timeout(self.timeout, pipe.query_async(&mut *conn)).await)
+        let r = tokio::time::timeout(self.timeout, pipe.query_async(&mut *conn)).await;
+        self.finish(&conn, self.timeout, r).await
     }
 
-    fn finish<T>(
+    /// Run a script, within `limit` (and the command timeout).
+    pub async fn script<T: redis::FromRedisValue>(
         &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        limit: Duration,
+    ) -> Result<T, RedisError> {
+        let mut conn = self.conn().await?;
+        let limit = limit.min(self.timeout);
+        let r = tokio::time::timeout(limit, invocation.invoke_async(&mut *conn)).await;
+        self.finish(&conn, limit, r).await
+    }
+
+    async fn finish<T>(
+        &self,
+        conn: &Connection,
+        limit: Duration,
         r: Result<Result<T, redis::RedisError>, tokio::time::error::Elapsed>,
     ) -> Result<T, RedisError> {
         match r {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+            Ok(Ok(v)) => {
+                // A command through another slot may have marked an outage that is over.
+                self.outage.succeeded();
+                Ok(v)
+            }
+            Ok(Err(e)) if e.is_timeout() => {
+                self.discard(conn).await;
                 self.outage.failed(&e.to_string());
+                Err(RedisError::Unavailable(e.to_string()))
+            }
+            Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() => {
+                // The connection broke (Redis restarted, or closed it): this command fails, the
+                // next one through the slot connects again, and only if that fails has an outage
+                // begun (a pool did the same, unseen, when its check at checkout failed).
+                self.discard(conn).await;
                 Err(RedisError::Unavailable(e.to_string()))
             }
             Ok(Err(e)) => Err(RedisError::Command(e)),
             Err(_) => {
+                self.discard(conn).await;
                 self.outage.failed("command timed out");
-                Err(RedisError::Timeout(self.timeout))
+                Err(RedisError::Timeout(limit))
             }
         }
     }
@@ -151,10 +259,10 @@ impl Redis {
     /// Round trip for health: always tries (no backoff), returns the latency.
     pub async fn ping(&self) -> Result<Duration, RedisError> {
         let started = Instant::now();
-        let mut conn = self.checkout().await?;
-        let pong: String = self.finish(
-            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut *conn)).await,
-        )?;
+        let mut conn = self.checkout(false).await?;
+        let r =
+            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut *conn)).await;
+        let pong: String = self.finish(&conn, self.timeout, r).await?;
         if pong != "PONG" {
             return Err(RedisError::Unavailable(format!(
                 "unexpected PING answer {pong:?}"
@@ -178,10 +286,6 @@ impl Redis {
             .ok()
             .and_then(|v| v.get(1).and_then(|n| n.parse().ok()));
         Ok((connected, max))
-    }
-
-    pub fn pool_size(&self) -> usize {
-        self.pool.status().size
     }
 }
 

@@ -67,9 +67,14 @@ pub async fn logout(
 /// The user with their settings, as `GET /auth/me` answers.
 async fn me_response(state: &AppState, user_id: i64) -> Result<Value, ApiError> {
     let client = state.db().get().await?;
-    let view = accounts::me(&client, user_id).await?;
-    let mut v = view.response();
-    v["settings"] = crate::settings::load(&client, user_id).await?;
+    // Both statements go out together (tokio-postgres pipelines concurrent queries on one
+    // connection): one round trip, which under load is one wait fewer for a busy server.
+    let (view, settings) = tokio::join!(
+        accounts::me(&client, user_id),
+        crate::settings::load(&client, user_id)
+    );
+    let mut v = view?.response();
+    v["settings"] = settings?;
     Ok(v)
 }
 

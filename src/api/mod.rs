@@ -58,8 +58,12 @@ pub fn router(state: AppState) -> Router<AppState> {
             middleware::rate_limit::limit,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             middleware::authenticate::credentials,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::login_gate::refuse_when_busy,
         ))
 }
 

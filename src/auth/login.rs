@@ -56,7 +56,9 @@ fn locked(wait: Duration) -> DomainError {
     }
 }
 
-fn busy() -> DomainError {
+/// The answer to a login while the password-check queue is full (also given at the door, by
+/// `api::middleware::login_gate`).
+pub fn busy() -> DomainError {
     DomainError::Unavailable {
         code: "LOGIN_BUSY",
         message: "Too many logins are being checked right now; try again in a few seconds".into(),
@@ -226,6 +228,13 @@ pub async fn login(
                 "The captcha has expired or was used; solve a new one",
             ));
         }
+    }
+    // A full password-check queue refuses at once, before any round trip (see
+    // `Passwords::is_full`; the API checks at the door already, this is for the queue filling up
+    // since). The place itself is taken below, once the attempt is reserved, so a locked address
+    // still learns its wait (429) whenever the queue has room.
+    if auth.passwords.is_full() {
+        return Err(busy());
     }
     let identifier = body.username.trim();
     let ip = origin.ip_text();

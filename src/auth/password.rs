@@ -7,8 +7,8 @@
 //! still verify; we reproduce that rule for `$2a$/$2b$/$2y$` hashes so every existing password
 //! keeps working. argon2id has no such limit.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
@@ -98,14 +98,63 @@ const FLOOR_MARGIN: f64 = 1.25;
 /// once ([`Passwords::admit`]) instead of queueing for seconds with their requests open.
 const QUEUE_PER_SLOT: usize = 16;
 
+/// How much lower the hashing threads' CPU priority is than the rest of the process (Linux nice
+/// levels). Under contention (a login flood, or anything else busy on the machine) the request
+/// handlers then get the CPU first; a hash takes longer, which only the login waiting for it
+/// notices, and the queue in front of it refuses the excess at once.
+const HASHING_NICENESS: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that hash: as many as there are hashing slots, started at the first hash, at a
+/// lower CPU priority than everything else (`HASHING_NICENESS`). Tokio's blocking pool is not
+/// used: its threads serve file and DNS work as well, and a thread's priority cannot be raised
+/// again once lowered.
+struct Hashers {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Hashers {
+    fn start(threads: usize) -> Hashers {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("ef-password-{i}"))
+                .spawn(move || {
+                    // Linux: the calling thread only (nice is per thread there).
+                    #[cfg(target_os = "linux")]
+                    if let Err(e) = rustix::process::setpriority_process(None, HASHING_NICENESS) {
+                        tracing::debug!(error = %e, "password hashing keeps its CPU priority");
+                    }
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        // A panic fails that one check (its answer is dropped); the thread
+                        // stays for the next.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        Hashers { jobs }
+    }
+}
+
 /// A login's place in the password-check queue (see [`Passwords::admit`]).
 pub struct Ticket {
     _place: OwnedSemaphorePermit,
 }
 
-/// Hashing off the async threads, at most a few at a time (a login storm must not take every
-/// blocking thread — nor every core: one core stays for serving everything else), with a dummy
-/// hash to spend the same time on unknown users.
+/// Hashing off the async threads, at most a few at a time — half the cores, rounded up: a login
+/// storm must not take every core, one stays for serving everything else — on threads of lower
+/// CPU priority ([`Hashers`]), with a dummy hash to spend the same time on unknown users.
 ///
 /// A dummy hash alone is not enough: an imported database holds bcrypt hashes (cost 12, ~10x
 /// slower than our argon2id) until each user logs in again, so "unknown user" (argon2id dummy)
@@ -115,6 +164,8 @@ pub struct Ticket {
 pub struct Passwords {
     scheme: PasswordHash,
     slots: Arc<Semaphore>,
+    parallel: usize,
+    hashers: Arc<OnceLock<Hashers>>,
     /// Places in the queue of logins waiting for a slot (or in one).
     queue: Arc<Semaphore>,
     dummy: Arc<String>,
@@ -134,6 +185,8 @@ impl Passwords {
         Ok(Passwords {
             scheme,
             slots: Arc::new(Semaphore::new(parallel)),
+            parallel,
+            hashers: Arc::new(OnceLock::new()),
             queue: Arc::new(Semaphore::new(parallel * QUEUE_PER_SLOT)),
             dummy: Arc::new(dummy),
             failure_floor: Arc::new(OnceCell::new()),
@@ -178,9 +231,17 @@ impl Passwords {
             .acquire()
             .await
             .map_err(|_| anyhow::anyhow!("password hashing is shut down"))?;
-        tokio::task::spawn_blocking(f)
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.hashers
+            .get_or_init(|| Hashers::start(self.parallel))
+            .jobs
+            .send(Box::new(move || {
+                let _ = answer.send(f());
+            }))
+            .map_err(|_| anyhow::anyhow!("no password hashing thread is running"))?;
+        answered
             .await
-            .map_err(|e| anyhow::anyhow!("password hashing task failed: {e}"))
+            .map_err(|_| anyhow::anyhow!("password hashing failed (the check panicked)"))
     }
 
     /// A place in the password-check queue, or `None` when it is full (the caller answers "busy"
@@ -192,6 +253,14 @@ impl Passwords {
             .try_acquire_owned()
             .ok()
             .map(|place| Ticket { _place: place })
+    }
+
+    /// Whether the password-check queue is full right now. A login looks before it does any
+    /// other work (its rate-limit reservation is a Redis round trip, and a second one to give it
+    /// back when [`admit`](Self::admit) then refuses): in a flood nearly every login is refused,
+    /// and each costs the server, and every other request queued behind it, as little as possible.
+    pub fn is_full(&self) -> bool {
+        self.queue.available_permits() == 0
     }
 
     /// [`verify`](Self::verify) for an admitted login: the queue place is given up as soon as the

@@ -52,6 +52,10 @@ if oldest[2] then reset = tonumber(oldest[2]) + window - now end
 return {allowed, count, reset}
 ";
 
+/// A limit check waits at most this long for Redis (less when `EF__REDIS_TIMEOUT` is shorter)
+/// before the in-memory fallback decides.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Bound on keys kept by the in-memory fallback (oldest are dropped first).
 const MEMORY_MAX_KEYS: usize = 100_000;
 
@@ -150,15 +154,9 @@ impl RateLimiter {
         window_ms: u64,
         member: &str,
     ) -> Result<(i64, i64, i64), crate::redis::RedisError> {
-        let mut conn = self.redis.conn().await?;
         let mut inv = self.script.key(key);
         inv.arg(window_ms).arg(self.rule.requests).arg(member);
-        let r = tokio::time::timeout(Duration::from_secs(2), inv.invoke_async(&mut *conn)).await;
-        match r {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(crate::redis::RedisError::Command(e)),
-            Err(_) => Err(crate::redis::RedisError::Timeout(Duration::from_secs(2))),
-        }
+        self.redis.script(&inv, SCRIPT_TIMEOUT).await
     }
 }
 
@@ -423,7 +421,6 @@ impl LoginLimiter {
         keys: &[String],
         args: &[String],
     ) -> Result<T, crate::redis::RedisError> {
-        let mut conn = self.redis.conn().await?;
         let mut inv = script.prepare_invoke();
         for k in keys {
             inv.key(k);
@@ -431,11 +428,7 @@ impl LoginLimiter {
         for a in args {
             inv.arg(a);
         }
-        match tokio::time::timeout(Duration::from_secs(2), inv.invoke_async(&mut *conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(crate::redis::RedisError::Command(e)),
-            Err(_) => Err(crate::redis::RedisError::Timeout(Duration::from_secs(2))),
-        }
+        self.redis.script(&inv, SCRIPT_TIMEOUT).await
     }
 
     fn in_memory<T>(&self, f: impl FnOnce(&mut MemoryAttempts) -> T) -> Option<T> {

@@ -136,6 +136,62 @@ async fn redis_down_is_degraded_and_the_api_keeps_serving() {
     srv.stop().await;
 }
 
+/// Commands share a few multiplexed connections; one that Redis drops (a restart, its idle
+/// timeout) fails the command that finds it broken, and its slot connects again at the next:
+/// no outage is declared and no backoff refuses the commands after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_redis_connection_is_replaced_at_once() {
+    let redis =
+        euraflow::redis::Redis::new(&common::dev_config(common::isolated_env()).redis).unwrap();
+    let client_id = || async {
+        redis
+            .query::<i64>(&redis::cmd("CLIENT").arg("ID").clone())
+            .await
+            .unwrap()
+    };
+    let mut ours = std::collections::BTreeSet::new();
+    for _ in 0..16 {
+        ours.insert(client_id().await);
+    }
+    assert!(
+        ours.len() <= std::thread::available_parallelism().unwrap().get(),
+        "16 commands, at most one connection per core: {ours:?}"
+    );
+    let mut admin = redis::Client::open("redis://127.0.0.1:6379/0")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for id in &ours {
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+    }
+    let mut failed = 0;
+    for _ in 0..16 {
+        match redis.query::<String>(&redis::cmd("PING")).await {
+            Ok(pong) => assert_eq!(pong, "PONG"),
+            Err(_) => failed += 1,
+        }
+    }
+    println!(
+        "{} connections dropped: {failed} of 16 commands failed",
+        ours.len()
+    );
+    assert!(failed <= ours.len(), "{failed} failed");
+    assert!(!redis.is_down());
+    let now = client_id().await;
+    assert!(
+        !ours.contains(&now),
+        "a new connection: {now} not in {ours:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_each_dependency_and_hides_details_from_outsiders() {
     let db = TestDb::migrated().await;
