@@ -130,6 +130,10 @@ impl Application {
                 .run_stats_publisher(lifecycle.shutdown_token()),
         );
         lifecycle.spawn(
+            TaskName::MemoryTrim,
+            crate::memory::trim_periodically(lifecycle.shutdown_token()),
+        );
+        lifecycle.spawn(
             TaskName::DatabaseMaintenance,
             self.state.db().clone().maintain(lifecycle.shutdown_token()),
         );
