@@ -58,50 +58,45 @@ pub fn init(log: &LogConfig) {
     }
     let pipe = AccessPipe::spawn(Sink::stderr()).ok();
     let piped = pipe.is_some();
+    // The same formatter twice: once writing at once to stderr, once into the access pipe.
     let _ = match log.format {
-        LogFormat::Json => {
-            // `span` carries the request's `request_id` (and `user_id`) on every event logged
-            // inside a request; the access line itself is logged outside the span.
-            let sync = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_writer(std::io::stderr)
-                .with_filter(written_at_once(piped));
-            let access = pipe.map(|p| {
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_writer(PipeWriter(p))
-                    .with_filter(access_only())
-            });
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(sync)
-                .with(access)
-                .try_init()
-        }
-        LogFormat::Text => {
-            let sync = tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .with_filter(written_at_once(piped));
-            let access = pipe.map(|p| {
-                tracing_subscriber::fmt::layer()
-                    .with_writer(PipeWriter(p))
-                    .with_ansi(false)
-                    .with_filter(access_only())
-            });
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(sync)
-                .with(access)
-                .try_init()
-        }
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(json_layer(std::io::stderr).with_filter(written_at_once(piped)))
+            .with(pipe.map(|p| json_layer(PipeWriter(p)).with_filter(access_only())))
+            .try_init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(filter)
+            .with(text_layer(std::io::stderr).with_filter(written_at_once(piped)))
+            .with(pipe.map(|p| text_layer(PipeWriter(p)).with_filter(access_only())))
+            .try_init(),
     };
+}
+
+/// JSON lines. `span` carries the request's `request_id` (and `user_id`) on every event logged
+/// inside a request; the access line itself is logged outside the span.
+fn json_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+}
+
+/// Plain text lines, without colour codes.
+fn text_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(false)
 }
 
 /// At the end of a process: let the writer take the access lines still queued (at most
