@@ -454,18 +454,13 @@ async fn oversized_messages_close_with_1009() {
 async fn the_token_in_the_query_string_never_reaches_the_log() {
     let db = TestDb::migrated().await;
     insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = production_env(dir.path());
-    env.extend(db.env());
-    env.push(("EF__LOG_LEVEL".into(), "debug".into()));
-    let env2 = env.clone();
-    let dir_path = dir.path().to_path_buf();
-    let p =
-        tokio::task::spawn_blocking(move || Process::spawn(&dir_path, &["serve"], &as_refs(&env2)))
-            .await
-            .unwrap();
-    let https = p.https.expect("https listener");
-    let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).expect("certificate");
+    let Served {
+        dir: _dir,
+        p,
+        https,
+        ca,
+        ..
+    } = serve_process(&db, &[("EF__LOG_LEVEL", "debug")]).await;
     let client = common::client_for(&ca, https, common::Protocol::Any);
     let login: Value = client
         .post(format!(
@@ -713,17 +708,13 @@ async fn without_redis_local_delivery_works_and_health_is_degraded() {
 async fn sigterm_closes_every_socket_with_1001_and_exits_within_the_bound() {
     let db = TestDb::migrated().await;
     insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = production_env(dir.path());
-    env.extend(db.env());
-    env.push(("EF__SHUTDOWN_TIMEOUT".into(), "5s".into()));
-    let dir_path = dir.path().to_path_buf();
-    let mut p =
-        tokio::task::spawn_blocking(move || Process::spawn(&dir_path, &["serve"], &as_refs(&env)))
-            .await
-            .unwrap();
-    let https = p.https.expect("https listener");
-    let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).expect("certificate");
+    let Served {
+        dir: _dir,
+        mut p,
+        https,
+        ca,
+        ..
+    } = serve_process(&db, &[("EF__SHUTDOWN_TIMEOUT", "5s")]).await;
     let client = common::client_for(&ca, https, common::Protocol::Any);
     let login: Value = client
         .post(format!(
@@ -762,6 +753,43 @@ async fn sigterm_closes_every_socket_with_1001_and_exits_within_the_bound() {
         "exited after {:?}",
         started.elapsed()
     );
+}
+
+/// A real `serve` process on `db` with a state directory of its own and `extra` settings: the
+/// directory (bind it for as long as the process runs: dropping it removes the process's
+/// state), the process, its HTTPS address, its self-signed
+/// certificate and the environment it runs with (for CLI commands against it).
+pub struct Served {
+    pub dir: tempfile::TempDir,
+    pub p: Process,
+    pub https: std::net::SocketAddr,
+    pub ca: Vec<u8>,
+    pub env: Vec<(String, String)>,
+}
+
+pub async fn serve_process(db: &TestDb, extra: &[(&str, &str)]) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = production_env(dir.path());
+    env.extend(db.env());
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let (dir_path, env2) = (dir.path().to_path_buf(), env.clone());
+    let p =
+        tokio::task::spawn_blocking(move || Process::spawn(&dir_path, &["serve"], &as_refs(&env2)))
+            .await
+            .unwrap();
+    let https = p.https.expect("https listener");
+    let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).expect("certificate");
+    Served {
+        dir,
+        p,
+        https,
+        ca,
+        env,
+    }
 }
 
 /// Log in through the real server at `https`; returns the access token.
@@ -900,17 +928,14 @@ async fn two_servers_and_a_worker_reach_each_others_sockets() {
 async fn check_status_and_metrics_see_the_websockets() {
     let db = TestDb::migrated().await;
     insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = production_env(dir.path());
-    env.extend(db.env());
-    let env2 = env.clone();
-    let dir_path = dir.path().to_path_buf();
-    let p =
-        tokio::task::spawn_blocking(move || Process::spawn(&dir_path, &["serve"], &as_refs(&env2)))
-            .await
-            .unwrap();
-    let (https, http) = (p.https.unwrap(), p.http.unwrap());
-    let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).unwrap();
+    let Served {
+        dir: _dir,
+        p,
+        https,
+        ca,
+        env,
+    } = serve_process(&db, &[]).await;
+    let http = p.http.unwrap();
     let access = login_at(https, &ca, "alice", "alice-password").await;
     let mut ws = connect_to(
         https,

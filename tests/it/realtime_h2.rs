@@ -14,11 +14,10 @@ use serde_json::json;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::common::{
-    Process, TestDb, TestServer, as_refs, hash, insert_shop, insert_user, production_env, tokens,
-};
+use crate::common::{TestDb, TestServer, as_refs, hash, insert_shop, insert_user, tokens};
 use crate::realtime::{
-    close_code, login_at, next_json, next_of, next_or_close, send, tls_connector_alpn,
+    Served, close_code, login_at, next_json, next_of, next_or_close, send, serve_process,
+    tls_connector_alpn,
 };
 
 type H2Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -242,18 +241,17 @@ async fn websockets_over_http2_share_one_connection_with_the_rest_api() {
 async fn sigterm_closes_http2_sockets_with_1001_and_no_token_is_logged() {
     let db = TestDb::migrated().await;
     insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = production_env(dir.path());
-    env.extend(db.env());
-    env.push(("EF__SHUTDOWN_TIMEOUT".into(), "5s".into()));
-    env.push(("EF__LOG_LEVEL".into(), "debug".into()));
-    let dir_path = dir.path().to_path_buf();
-    let mut p =
-        tokio::task::spawn_blocking(move || Process::spawn(&dir_path, &["serve"], &as_refs(&env)))
-            .await
-            .unwrap();
-    let https = p.https.expect("https listener");
-    let ca = std::fs::read(dir.path().join("tls/selfsigned.crt")).expect("certificate");
+    let Served {
+        dir: _dir,
+        mut p,
+        https,
+        ca,
+        ..
+    } = serve_process(
+        &db,
+        &[("EF__SHUTDOWN_TIMEOUT", "5s"), ("EF__LOG_LEVEL", "debug")],
+    )
+    .await;
     let access = login_at(https, &ca, "alice", "alice-password").await;
     let mut h2 = h2_connect(https, &ca).await;
     let path = format!("/api/ef/v1/notifications/ws?token={access}");
