@@ -260,6 +260,9 @@ pub struct Effects {
     pub stale_users: Vec<i64>,
     /// Sessions that started (cached as active so the first request needs no database).
     pub started_sessions: Vec<String>,
+    /// Every user's cached profile (`GET /auth/me`) is stale: a change that touches many users
+    /// at once (an account level, the users bound to a shop).
+    pub everyone_stale: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,10 +287,16 @@ impl Effects {
         self.stale_users.extend(users);
     }
 
+    /// Every user's profile is stale (see [`Effects::everyone_stale`]).
+    pub fn stale_everyone(&mut self) {
+        self.everyone_stale = true;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ended_sessions.is_empty()
             && self.stale_users.is_empty()
             && self.started_sessions.is_empty()
+            && !self.everyone_stale
     }
 }
 

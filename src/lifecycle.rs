@@ -30,6 +30,8 @@ pub enum TaskName {
     Realtime,
     /// This process's websocket numbers for the stats of every server (`realtime::stats`).
     RealtimeStats,
+    /// Hears the invalidations of the sign-in cache (`auth::cache`).
+    AuthCache,
     AccountExpiry,
     /// `serve --dev --demo`: new orders in the demo shops.
     Demo,
@@ -52,6 +54,7 @@ impl fmt::Display for TaskName {
             TaskName::Heartbeat => "heartbeat",
             TaskName::Realtime => "realtime",
             TaskName::RealtimeStats => "realtime-stats",
+            TaskName::AuthCache => "auth-cache",
             TaskName::AccountExpiry => "account-expiry",
             TaskName::Demo => "demo",
         })

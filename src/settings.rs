@@ -184,6 +184,8 @@ pub async fn put(work: &mut Work<'_>, actor: &Actor, s: &Settings) -> Result<Val
             "must be 1 to 1440 minutes",
         );
     checks.finish()?;
+    // `/auth/me` carries the settings.
+    work.effects().stale([user_id]);
     let tx = work.tx();
     tx.exec(
             &format!(
@@ -246,6 +248,8 @@ pub async fn put(work: &mut Work<'_>, actor: &Actor, s: &Settings) -> Result<Val
 pub async fn reset(work: &mut Work<'_>, actor: &Actor) -> Result<(), DomainError> {
     actor.require_session()?;
     let user_id = owner(actor)?;
+    // `/auth/me` carries the settings.
+    work.effects().stale([user_id]);
     let tx = work.tx();
     tx.exec("DELETE FROM user_settings WHERE user_id = $1", &[&user_id])
         .await?;

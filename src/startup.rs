@@ -130,6 +130,15 @@ impl Application {
                 .run_stats_publisher(lifecycle.shutdown_token()),
         );
         lifecycle.spawn(
+            TaskName::AuthCache,
+            self.state
+                .auth()
+                .store
+                .cache()
+                .clone()
+                .run_subscriber(lifecycle.shutdown_token()),
+        );
+        lifecycle.spawn(
             TaskName::MemoryTrim,
             crate::memory::trim_periodically(lifecycle.shutdown_token()),
         );

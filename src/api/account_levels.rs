@@ -44,7 +44,7 @@ pub async fn create(
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
     let v = levels::create(&mut work, &user.actor(&origin), &b).await?;
-    let _ = work.commit().await?;
+    state.auth().apply(work.commit().await?).await;
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
@@ -59,7 +59,7 @@ pub async fn update(
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
     let v = levels::update(&mut work, &user.actor(&origin), id, &b).await?;
-    let _ = work.commit().await?;
+    state.auth().apply(work.commit().await?).await;
     Ok(Json(v))
 }
 
@@ -73,6 +73,6 @@ pub async fn delete(
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
     levels::delete(&mut work, &user.actor(&origin), id).await?;
-    let _ = work.commit().await?;
+    state.auth().apply(work.commit().await?).await;
     Ok(StatusCode::NO_CONTENT)
 }

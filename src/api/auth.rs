@@ -4,7 +4,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -78,9 +80,32 @@ async fn me_response(state: &AppState, user_id: i64) -> Result<Value, ApiError> 
     Ok(v)
 }
 
-/// `GET /auth/me`
-pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
-    Ok(Json(me_response(&state, user.id).await?))
+/// `GET /auth/me`: the web app asks on every page, so the answer is kept for a few seconds
+/// (`auth::cache`; any change to the user, their settings, shops or level drops it at once).
+pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
+    let cache = state.auth().store.cache();
+    if let Some(body) = cache.profile(user.id) {
+        return Ok(json_response(body));
+    }
+    let seen = cache.generation();
+    let value = me_response(&state, user.id).await?;
+    let body = Bytes::from(serde_json::to_vec(&value).map_err(|e| {
+        tracing::error!(error = %e, "the /auth/me answer could not be serialised");
+        ApiError::internal()
+    })?);
+    cache.offer_profile(seen, user.id, body.clone());
+    Ok(json_response(body))
+}
+
+fn json_response(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,7 +32,7 @@ pub async fn put(
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
     let v = settings::put(&mut work, &user.actor(&origin), &s).await?;
-    let _ = work.commit().await?;
+    state.auth().apply(work.commit().await?).await;
     Ok(Json(v))
 }
 
@@ -45,6 +45,6 @@ pub async fn reset(
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
     settings::reset(&mut work, &user.actor(&origin)).await?;
-    let _ = work.commit().await?;
+    state.auth().apply(work.commit().await?).await;
     Ok(StatusCode::NO_CONTENT)
 }

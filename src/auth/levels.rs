@@ -183,6 +183,8 @@ pub async fn update(
 ) -> Result<Value, DomainError> {
     admin(actor)?;
     b.check(false)?;
+    // Every user at this level shows it in `/auth/me`.
+    work.effects().stale_everyone();
     let tx = work.tx();
     let before = tx
         .maybe_row(
@@ -252,6 +254,7 @@ pub async fn update(
 /// Delete a level no user has.
 pub async fn delete(work: &mut Work<'_>, actor: &Actor, id: i64) -> Result<(), DomainError> {
     admin(actor)?;
+    work.effects().stale_everyone();
     let tx = work.tx();
     let in_use: i64 = tx
         .row(

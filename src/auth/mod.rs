@@ -22,6 +22,7 @@ pub(crate) mod actor;
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod bootstrap;
+pub(crate) mod cache;
 pub(crate) mod captcha;
 pub(crate) mod clone;
 pub(crate) mod credentials;

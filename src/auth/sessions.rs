@@ -23,6 +23,8 @@ use crate::db::{Database, DbError};
 use crate::domain::Effects;
 use crate::redis::Redis;
 
+use super::cache::{AuthCache, Stale};
+
 /// Account state is re-read from PostgreSQL at least this often even if nothing invalidated it.
 const STATE_TTL_S: u64 = 600;
 /// A session's `last_activity_at` is written at most this often.
@@ -59,16 +61,24 @@ pub struct AuthStore {
     redis: Arc<Redis>,
     fail_open: bool,
     session_ttl_s: u64,
+    /// Tokens that passed `check` a moment ago, and users' profiles (`cache`).
+    cache: AuthCache,
 }
 
 impl AuthStore {
     pub fn new(db: Arc<Database>, redis: Arc<Redis>, fail_open: bool, session_ttl_s: u64) -> Self {
         AuthStore {
+            cache: AuthCache::new(redis.clone()),
             db,
             redis,
             fail_open,
             session_ttl_s,
         }
+    }
+
+    /// This process's sign-in cache (its subscriber runs in server processes only).
+    pub fn cache(&self) -> &AuthCache {
+        &self.cache
     }
 
     fn session_key(&self, token: &str) -> String {
@@ -99,6 +109,28 @@ impl AuthStore {
         let Some(token) = claims.session_token.as_deref() else {
             return Err(CheckError::Rejected(Rejection::NoSession));
         };
+        if let Some(state) = self.cache.token(&claims.jti, user_id) {
+            return Ok(state);
+        }
+        let seen = self.cache.generation();
+        let (state, from_redis) = self.check_in_redis(claims, user_id, token).await?;
+        if from_redis {
+            // What PostgreSQL alone said while Redis failed is not kept: the cache stands on
+            // Redis's invalidations.
+            self.cache.offer_token(seen, &claims.jti, &state);
+        }
+        Ok(state)
+    }
+
+    /// `check` without the cache: one `MGET` (revocation, account state, session, activity
+    /// marker), refilled from PostgreSQL where Redis has nothing, or PostgreSQL alone while Redis
+    /// is down.
+    async fn check_in_redis(
+        &self,
+        claims: &AccessClaims,
+        user_id: i64,
+        token: &str,
+    ) -> Result<(AccountState, bool), CheckError> {
         let keys = vec![
             self.revoked_key(&claims.jti),
             self.state_key(user_id),
@@ -108,7 +140,7 @@ impl AuthStore {
         let cached: Result<Vec<Option<String>>, _> =
             self.redis.query(redis::cmd("MGET").arg(&keys)).await;
         let Ok(cached) = cached else {
-            return self.check_without_redis(claims, user_id).await;
+            return Ok((self.check_without_redis(claims, user_id).await?, false));
         };
         if cached.first().is_some_and(Option::is_some) {
             return Err(CheckError::Rejected(Rejection::Revoked));
@@ -136,7 +168,7 @@ impl AuthStore {
             Some(s) => s,
             None => self.refill_state(user_id).await?,
         };
-        Ok(state)
+        Ok((state, true))
     }
 
     /// Record that the session was used (`last_activity_at`), at most once a minute per session
@@ -284,6 +316,20 @@ impl AuthStore {
         stale.sort_unstable();
         stale.dedup();
         self.invalidate_states(&stale).await;
+        // After Redis holds the new truth: a server that drops its entry and re-reads at once
+        // must not read the old one.
+        let mut forget: Vec<Stale> = effects
+            .ended_sessions
+            .iter()
+            .map(|e| e.user_id)
+            .chain(stale)
+            .map(Stale::User)
+            .collect();
+        forget.dedup();
+        if effects.everyone_stale {
+            forget = vec![Stale::Everyone];
+        }
+        self.cache.publish(&forget).await;
     }
 
     /// Forget cached account states (after any change to these users or their parents).
@@ -314,6 +360,7 @@ impl AuthStore {
         if let Err(e) = r {
             tracing::warn!(error = %e, "token revocation not stored in Redis; its session is ended in PostgreSQL");
         }
+        self.cache.publish(&[Stale::Token(jti.to_owned())]).await;
     }
 }
 

@@ -368,6 +368,8 @@ pub async fn create(
         .keys()?
         .seal(&ozon_api_key_context(&client_id), &api_key)
         .map_err(|e| super::secrets_error(&e))?;
+    // The creator, its main account and every admin gain it in `/auth/me`.
+    work.effects().stale_everyone();
     let tx = work.tx();
     if let Some(e) = client_id_taken(tx, actor, &client_id, 0).await? {
         return Err(e);
@@ -571,6 +573,8 @@ pub async fn update(
 pub async fn delete(work: &mut Work<'_>, actor: &Actor, id: i64) -> Result<(), DomainError> {
     actor.require_session()?;
     tenancy::editable_shop(work.tx(), actor, id).await?;
+    // Its users' `shop_ids` (in `/auth/me`) lose it.
+    work.effects().stale_everyone();
     let tx = work.tx();
     let row = tx
         .maybe_row(

@@ -16,6 +16,7 @@ mod common;
 mod access_log;
 mod admin_cli;
 mod alerts;
+mod auth_cache;
 mod browser;
 mod captcha;
 mod check;

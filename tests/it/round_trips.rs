@@ -182,9 +182,35 @@ async fn a_login_costs_two_round_trips_and_an_api_key_request_one() {
         assert_eq!(r.status(), 200);
     })
     .await;
+    // `GET /auth/me`, which the web app asks on every page: the first read fills the sign-in
+    // cache, the next ones cost nothing (while the cache hears its Redis channel).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !srv.state().auth().store.cache().is_live() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sign-in cache never subscribed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let get_me = || async {
+        let (status, body) =
+            common::call(&srv, reqwest::Method::GET, "/auth/me", &access, None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["username"], "counted");
+    };
+    let me_first = measure(&proxy, get_me).await;
+    let me_again = measure(&proxy, || async {
+        for _ in 0..20 {
+            get_me().await;
+        }
+    })
+    .await;
     println!(
-        "database round trips: login {login}, API-key request {api_key}, bearer request {bearer}"
+        "database round trips: login {login}, API-key request {api_key}, bearer request {bearer}, \
+         /auth/me first {me_first}, 20 more {me_again}"
     );
+    assert!(me_first >= 1, "the first /auth/me reads the user");
+    assert_eq!(me_again, 0, "a cached /auth/me reads nothing");
     assert_eq!(
         login, 2,
         "a login: the user lookup and the session statement"

@@ -70,7 +70,7 @@ pub async fn update(
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
     let shop = shops::update(&mut work, &user.actor(&origin), state.ozon(), id, body).await?;
-    let _ = work.commit().await?;
+    state.auth().apply(work.commit().await?).await;
     Ok(Json(shop.to_json(true)))
 }
 
@@ -84,7 +84,7 @@ pub async fn delete(
     let mut client = state.db().get().await?;
     let mut work = Work::begin(&mut client).await?;
     shops::delete(&mut work, &user.actor(&origin), id).await?;
-    let _ = work.commit().await?;
+    state.auth().apply(work.commit().await?).await;
     Ok(Json(json!({"message": "Shop deleted successfully"})))
 }
 
