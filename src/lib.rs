@@ -25,7 +25,6 @@ pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod lifecycle;
-pub(crate) mod memory;
 pub(crate) mod metrics;
 pub mod ops;
 pub(crate) mod outage;

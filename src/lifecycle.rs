@@ -35,8 +35,6 @@ pub enum TaskName {
     AccountExpiry,
     /// `serve --dev --demo`: new orders in the demo shops.
     Demo,
-    /// Returning freed memory to the system (`memory`).
-    MemoryTrim,
 }
 
 impl fmt::Display for TaskName {
@@ -44,7 +42,6 @@ impl fmt::Display for TaskName {
         f.write_str(match self {
             TaskName::HttpsAcceptor => "https-acceptor",
             TaskName::HttpAcceptor => "http-acceptor",
-            TaskName::MemoryTrim => "memory-trim",
             TaskName::Watchdog => "watchdog",
             TaskName::StatusReporter => "status-reporter",
             TaskName::DatabaseMaintenance => "database-maintenance",

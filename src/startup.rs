@@ -139,10 +139,6 @@ impl Application {
                 .run_subscriber(lifecycle.shutdown_token()),
         );
         lifecycle.spawn(
-            TaskName::MemoryTrim,
-            crate::memory::trim_periodically(lifecycle.shutdown_token()),
-        );
-        lifecycle.spawn(
             TaskName::DatabaseMaintenance,
             self.state.db().clone().maintain(lifecycle.shutdown_token()),
         );
