@@ -579,17 +579,15 @@ async fn stream_file(path: PathBuf, id: FileId, start: u64, count: u64) -> Resul
             let want = usize::try_from(left.min(STREAM_CHUNK as u64)).unwrap_or(STREAM_CHUNK);
             let f = file.clone();
             let chunk = tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
-                use std::os::unix::fs::FileExt;
-                let mut buf = vec![0u8; want];
-                let mut filled = 0;
-                while filled < want {
-                    let n = f.read_at(&mut buf[filled..], pos + filled as u64)?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                buf.truncate(filled);
+                use std::io::{Read, Seek, SeekFrom};
+                // Not `vec![0; want]`: jemalloc zeroes a large allocation by handing its pages
+                // back to the kernel (every page then faults again: 3 400 faults and twice the
+                // CPU per 20 MB download). `read_to_end` fills the spare capacity unzeroed.
+                // The chunks of one response are read one after another, so a seek is safe.
+                let mut buf = Vec::with_capacity(want);
+                let mut reader = &*f;
+                reader.seek(SeekFrom::Start(pos))?;
+                reader.take(want as u64).read_to_end(&mut buf)?;
                 Ok(Bytes::from(buf))
             })
             .await
