@@ -123,8 +123,25 @@ impl Redis {
     }
 
     /// A client for a dedicated connection (pub/sub), outside the shared ones.
-    pub fn dedicated_client(&self) -> Result<redis::Client, RedisError> {
+    fn dedicated_client(&self) -> Result<redis::Client, RedisError> {
         Ok(redis::Client::open(self.info.clone())?)
+    }
+
+    /// A dedicated connection subscribed to `channel`, each step bounded by the command timeout.
+    /// The error says what failed, for the caller's log line.
+    pub async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub, String> {
+        let timeout = self.timeout;
+        let late = || format!("Redis did not answer within {timeout:?}");
+        let client = self.dedicated_client().map_err(|e| e.to_string())?;
+        let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| late())?
+            .map_err(|e| e.to_string())?;
+        tokio::time::timeout(timeout, pubsub.subscribe(channel))
+            .await
+            .map_err(|_| late())?
+            .map_err(|e| e.to_string())?;
+        Ok(pubsub)
     }
 
     /// The command timeout (`EF__REDIS_TIMEOUT`).

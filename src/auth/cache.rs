@@ -278,7 +278,9 @@ impl AuthCache {
                 r = self.subscribe_once(&stop) => r,
                 () = stop.cancelled() => Ok(()),
             };
-            self.0.live.store(false, Ordering::SeqCst);
+            if self.0.live.swap(false, Ordering::SeqCst) {
+                failures = 0; // it had worked: this loss is news
+            }
             self.forget(&[Stale::Everyone]);
             if stop.is_cancelled() {
                 return;
@@ -301,16 +303,7 @@ impl AuthCache {
     }
 
     async fn subscribe_once(&self, stop: &CancellationToken) -> Result<(), String> {
-        let timeout = self.0.redis.timeout();
-        let client = self.0.redis.dedicated_client().map_err(|e| e.to_string())?;
-        let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
-            .await
-            .map_err(|_| format!("Redis did not answer within {timeout:?}"))?
-            .map_err(|e| e.to_string())?;
-        tokio::time::timeout(timeout, pubsub.subscribe(&self.0.channel))
-            .await
-            .map_err(|_| format!("Redis did not answer within {timeout:?}"))?
-            .map_err(|e| e.to_string())?;
+        let mut pubsub = self.0.redis.subscribe(&self.0.channel).await?;
         // Whatever was published while not subscribed is unknown: start empty.
         self.forget(&[Stale::Everyone]);
         self.0.live.store(true, Ordering::SeqCst);

@@ -360,16 +360,7 @@ impl Realtime {
     }
 
     async fn subscribe_once(&self, stop: &CancellationToken) -> Result<(), String> {
-        let timeout = self.0.redis.timeout();
-        let client = self.0.redis.dedicated_client().map_err(|e| e.to_string())?;
-        let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
-            .await
-            .map_err(|_| format!("Redis did not answer within {timeout:?}"))?
-            .map_err(|e| e.to_string())?;
-        tokio::time::timeout(timeout, pubsub.subscribe(&self.0.channel))
-            .await
-            .map_err(|_| format!("Redis did not answer within {timeout:?}"))?
-            .map_err(|e| e.to_string())?;
+        let mut pubsub = self.0.redis.subscribe(&self.0.channel).await?;
         self.0.subscribed.store(true, Ordering::Relaxed);
         self.0.fanout.succeeded();
         let mut messages = pubsub.on_message();

@@ -161,3 +161,94 @@ async fn a_logout_on_one_server_ends_the_token_on_the_other_at_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A TCP proxy to the local Redis that the test can cut (every connection closed, new ones
+/// refused) and restore.
+struct RedisLink {
+    port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl RedisLink {
+    async fn start() -> RedisLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                if !*watch.borrow() {
+                    continue; // refused: dropped at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut redis) = tokio::net::TcpStream::connect("127.0.0.1:6379").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut redis) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        RedisLink { port, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// When the server stops hearing the channel, it stops trusting its cache: a session ended in
+/// PostgreSQL while Redis was unreachable (so nobody could publish it) is refused on the very
+/// next request, though the token was cached a moment before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_redis_channel_the_server_trusts_no_cached_sign_in() {
+    let db = TestDb::migrated().await;
+    let alice = insert_user(&db, "alice", "main_account", None, &hash("alice-password")).await;
+    let link = RedisLink::start().await;
+    let port = link.port.to_string();
+    let mut env = db.env();
+    env.push(("EF__REDIS_HOST".into(), "127.0.0.1".into()));
+    env.push(("EF__REDIS_PORT".into(), port));
+    env.push(("EF__REDIS_TIMEOUT".into(), "500ms".into()));
+    let srv = TestServer::start(&as_refs(&env)).await;
+    let cache = srv.state().auth().store.cache().clone();
+    until("the cache subscribes", || cache.is_live()).await;
+    let (access, _) = tokens(&srv, "alice", "alice-password").await;
+    assert_eq!(me(&srv, &access).await.0, 200);
+    assert_eq!(me(&srv, &access).await.0, 200);
+
+    link.set(false);
+    until("the cache notices the lost channel", || !cache.is_live()).await;
+    db.client()
+        .await
+        .execute(
+            "UPDATE user_login_sessions SET is_active = false WHERE user_id = $1",
+            &[&alice],
+        )
+        .await
+        .expect("end the session");
+    let (status, body) = me(&srv, &access).await;
+    assert_eq!(
+        status, 401,
+        "a cached sign-in was trusted without its channel: {body}"
+    );
+
+    link.set(true);
+    until("the cache subscribes again", || cache.is_live()).await;
+    let (access, _) = tokens(&srv, "alice", "alice-password").await;
+    assert_eq!(me(&srv, &access).await.0, 200);
+    srv.stop().await;
+}
