@@ -38,8 +38,7 @@ use crate::redis::Redis;
 /// How long an entry may be used without a fresh check. It bounds what a lost invalidation could
 /// cost; normal changes arrive within milliseconds.
 pub const TTL: Duration = Duration::from_secs(5);
-/// Entries per table at most. Past it, expired entries go first, then everything (a burst of new
-/// tokens larger than this in five seconds is not a case worth an LRU).
+/// Entries per table at most (see [`make_room`]).
 const CAPACITY: usize = 20_000;
 /// Between attempts to (re)subscribe.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
@@ -107,19 +106,23 @@ fn decode_message(text: &str) -> Vec<Stale> {
 #[derive(Debug, Clone, Copy)]
 pub struct Generation(u64);
 
-struct TokenEntry {
+/// A value and when it was read.
+struct Entry<V> {
     at: Instant,
-    state: AccountState,
+    value: V,
 }
 
-struct ProfileEntry {
-    at: Instant,
-    body: Bytes,
+impl<V> Entry<V> {
+    fn fresh(&self) -> bool {
+        self.at.elapsed() < TTL
+    }
 }
 
 struct Tables {
-    tokens: HashMap<String, TokenEntry>,
-    profiles: HashMap<i64, ProfileEntry>,
+    /// By `jti`: the token's account state.
+    tokens: HashMap<String, Entry<AccountState>>,
+    /// By user id: the serialised `/auth/me` answer.
+    profiles: HashMap<i64, Entry<Bytes>>,
 }
 
 struct Inner {
@@ -173,27 +176,16 @@ impl AuthCache {
         let t = self.tables();
         t.tokens
             .get(jti)
-            .filter(|e| e.at.elapsed() < TTL && e.state.user_id == user_id)
-            .map(|e| e.state.clone())
+            .filter(|e| e.fresh() && e.value.user_id == user_id)
+            .map(|e| e.value.clone())
     }
 
     /// Keep a token that passed its checks, read after `seen`.
     pub fn offer_token(&self, seen: Generation, jti: &str, state: &AccountState) {
-        if !self.is_live() || jti.is_empty() || jti.len() > 128 {
+        if jti.is_empty() || jti.len() > 128 {
             return;
         }
-        let mut t = self.tables();
-        if self.0.generation.load(Ordering::SeqCst) != seen.0 {
-            return;
-        }
-        make_room(&mut t.tokens, |e| e.at);
-        t.tokens.insert(
-            jti.to_owned(),
-            TokenEntry {
-                at: Instant::now(),
-                state: state.clone(),
-            },
-        );
+        self.keep(seen, |t| &mut t.tokens, jti.to_owned(), state.clone());
     }
 
     /// A user's `/auth/me` answer, serialised, if fresh.
@@ -204,11 +196,24 @@ impl AuthCache {
         let t = self.tables();
         t.profiles
             .get(&user_id)
-            .filter(|e| e.at.elapsed() < TTL)
-            .map(|e| e.body.clone())
+            .filter(|e| e.fresh())
+            .map(|e| e.value.clone())
     }
 
+    /// Keep a user's `/auth/me` answer, read after `seen`.
     pub fn offer_profile(&self, seen: Generation, user_id: i64, body: Bytes) {
+        self.keep(seen, |t| &mut t.profiles, user_id, body);
+    }
+
+    /// Put `value` into one of the tables, unless this process does not hear the channel or an
+    /// invalidation came after `seen` (the value may predate it).
+    fn keep<K: std::hash::Hash + Eq, V>(
+        &self,
+        seen: Generation,
+        table: fn(&mut Tables) -> &mut HashMap<K, Entry<V>>,
+        key: K,
+        value: V,
+    ) {
         if !self.is_live() {
             return;
         }
@@ -216,12 +221,13 @@ impl AuthCache {
         if self.0.generation.load(Ordering::SeqCst) != seen.0 {
             return;
         }
-        make_room(&mut t.profiles, |e| e.at);
-        t.profiles.insert(
-            user_id,
-            ProfileEntry {
+        let table = table(&mut t);
+        make_room(table, CAPACITY, Entry::fresh);
+        table.insert(
+            key,
+            Entry {
                 at: Instant::now(),
-                body,
+                value,
             },
         );
     }
@@ -241,7 +247,7 @@ impl AuthCache {
                     return;
                 }
                 Stale::User(id) => {
-                    t.tokens.retain(|_, e| e.state.user_id != *id);
+                    t.tokens.retain(|_, e| e.value.user_id != *id);
                     t.profiles.remove(id);
                 }
                 Stale::Token(jti) => {
@@ -326,13 +332,20 @@ impl AuthCache {
     }
 }
 
-/// Keep a table under [`CAPACITY`]: expired entries go first, then all.
-fn make_room<K, V>(table: &mut HashMap<K, V>, at: impl Fn(&V) -> Instant) {
-    if table.len() < CAPACITY {
+/// Make room for one more entry in a table bounded to `capacity`: when full, the entries that
+/// are no longer `still_good` go first, then all (a burst of new tokens larger than the bound
+/// within their lifetime is not a case worth an LRU). The sign-in cache's tables and the
+/// verified-token memory (`tokens`) share this rule.
+pub(super) fn make_room<K, V>(
+    table: &mut HashMap<K, V>,
+    capacity: usize,
+    still_good: impl Fn(&V) -> bool,
+) {
+    if table.len() < capacity {
         return;
     }
-    table.retain(|_, v| at(v).elapsed() < TTL);
-    if table.len() >= CAPACITY {
+    table.retain(|_, v| still_good(v));
+    if table.len() >= capacity {
         table.clear();
     }
 }

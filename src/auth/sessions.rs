@@ -318,17 +318,15 @@ impl AuthStore {
         self.invalidate_states(&stale).await;
         // After Redis holds the new truth: a server that drops its entry and re-reads at once
         // must not read the old one.
-        let mut forget: Vec<Stale> = effects
-            .ended_sessions
-            .iter()
-            .map(|e| e.user_id)
-            .chain(stale)
-            .map(Stale::User)
-            .collect();
-        forget.dedup();
-        if effects.everyone_stale {
-            forget = vec![Stale::Everyone];
-        }
+        let forget: Vec<Stale> = if effects.everyone_stale {
+            vec![Stale::Everyone]
+        } else {
+            let mut users: Vec<i64> = effects.ended_sessions.iter().map(|e| e.user_id).collect();
+            users.extend(stale);
+            users.sort_unstable();
+            users.dedup();
+            users.into_iter().map(Stale::User).collect()
+        };
         self.cache.publish(&forget).await;
     }
 

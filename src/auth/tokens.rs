@@ -107,13 +107,8 @@ impl Verified {
 
     fn keep(&self, token: &str, claims: &AccessClaims) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= VERIFIED_CAPACITY {
-            let now = now_s();
-            map.retain(|_, c| !expired(c.exp, now));
-            if map.len() >= VERIFIED_CAPACITY {
-                map.clear();
-            }
-        }
+        let now = now_s();
+        super::cache::make_room(&mut map, VERIFIED_CAPACITY, |c| !expired(c.exp, now));
         map.insert(token.into(), Arc::new(claims.clone()));
     }
 }
