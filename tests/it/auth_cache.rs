@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::common::jobs::wait_until;
 use crate::common::{TestDb, TestServer, as_refs, call, hash, insert_shop, insert_user, tokens};
 
 /// Comfortably under `auth::cache::TTL` (5 s): a change must show sooner than an entry expires.
@@ -22,16 +23,8 @@ async fn pair(db: &TestDb) -> (TestServer, TestServer) {
     env.push(("EF__SECRET_KEY".into(), euraflow::config::generate_secret()));
     let a = TestServer::start(&as_refs(&env)).await;
     let b = TestServer::start(&as_refs(&env)).await;
-    for srv in [&a, &b] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !srv.state().auth().store.cache().is_live() {
-            assert!(
-                Instant::now() < deadline,
-                "the sign-in cache never subscribed"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    a.sign_in_cache_live().await;
+    b.sign_in_cache_live().await;
     (a, b)
 }
 
@@ -202,14 +195,6 @@ impl RedisLink {
     }
 }
 
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// When the server stops hearing the channel, it stops trusting its cache: a session ended in
 /// PostgreSQL while Redis was unreachable (so nobody could publish it) is refused on the very
 /// next request, though the token was cached a moment before.
@@ -224,14 +209,19 @@ async fn without_its_redis_channel_the_server_trusts_no_cached_sign_in() {
     env.push(("EF__REDIS_PORT".into(), port));
     env.push(("EF__REDIS_TIMEOUT".into(), "500ms".into()));
     let srv = TestServer::start(&as_refs(&env)).await;
-    let cache = srv.state().auth().store.cache().clone();
-    until("the cache subscribes", || cache.is_live()).await;
+    let cache = srv.state().auth().store.cache();
+    srv.sign_in_cache_live().await;
     let (access, _) = tokens(&srv, "alice", "alice-password").await;
     assert_eq!(me(&srv, &access).await.0, 200);
     assert_eq!(me(&srv, &access).await.0, 200);
 
     link.set(false);
-    until("the cache notices the lost channel", || !cache.is_live()).await;
+    wait_until(
+        "the cache to notice the lost channel",
+        Duration::from_secs(10),
+        || async move { !cache.is_live() },
+    )
+    .await;
     db.client()
         .await
         .execute(
@@ -247,7 +237,7 @@ async fn without_its_redis_channel_the_server_trusts_no_cached_sign_in() {
     );
 
     link.set(true);
-    until("the cache subscribes again", || cache.is_live()).await;
+    srv.sign_in_cache_live().await;
     let (access, _) = tokens(&srv, "alice", "alice-password").await;
     assert_eq!(me(&srv, &access).await.0, 200);
     srv.stop().await;

@@ -184,14 +184,7 @@ async fn a_login_costs_two_round_trips_and_an_api_key_request_one() {
     .await;
     // `GET /auth/me`, which the web app asks on every page: the first read fills the sign-in
     // cache, the next ones cost nothing (while the cache hears its Redis channel).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !srv.state().auth().store.cache().is_live() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sign-in cache never subscribed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    srv.sign_in_cache_live().await;
     let get_me = || async {
         let (status, body) =
             common::call(&srv, reqwest::Method::GET, "/auth/me", &access, None).await;

@@ -269,6 +269,17 @@ impl TestServer {
         format!("http://{}{path}", self.http)
     }
 
+    /// Until the sign-in cache (`auth::cache`) hears its Redis channel: it is used only then.
+    pub async fn sign_in_cache_live(&self) {
+        let cache = self.state().auth().store.cache();
+        jobs::wait_until(
+            "the sign-in cache to subscribe",
+            Duration::from_secs(10),
+            || async move { cache.is_live() },
+        )
+        .await;
+    }
+
     pub async fn stop(self) {
         self.lifecycle.begin_shutdown();
         self.running.drain(Duration::from_secs(5)).await;
