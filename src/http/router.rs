@@ -2,15 +2,12 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get};
 use tower::ServiceBuilder;
 
 use super::middleware::body_limit::BodyLimit;
-use super::middleware::{
-    access_log, body_limit, client_ip, compression, cors, header_limit, metrics, panic, request_id,
-    security_headers, timeout,
-};
+use super::middleware::{compression, cors, edge, panic, timeout};
 use super::static_files;
 use crate::api;
 use crate::state::AppState;
@@ -33,18 +30,13 @@ pub fn build(state: AppState) -> Router {
         .fallback(fallback);
 
     let stack = ServiceBuilder::new()
-        .layer(from_fn_with_state(state.clone(), client_ip::resolve))
-        .layer(from_fn(request_id::assign))
-        .layer(from_fn_with_state(state.clone(), access_log::log))
-        .layer(from_fn_with_state(state.clone(), metrics::record))
-        .layer(from_fn_with_state(state.clone(), security_headers::add))
+        .layer(from_fn_with_state(state.clone(), edge::outer))
         .option_layer(cors::layer(&config.http.cors_origins))
         .layer(panic::layer())
-        .layer(from_fn(header_limit::enforce))
         // The ceiling of every body; the API's JSON routes add their small limit (`api::router`).
         .layer(from_fn_with_state(
             BodyLimit::ceiling(&config.http),
-            body_limit::enforce,
+            edge::limits,
         ))
         // Our limits are the limits; axum's own 2 MB default would contradict them.
         .layer(DefaultBodyLimit::disable())

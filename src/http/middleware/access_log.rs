@@ -11,11 +11,8 @@
 
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::Request;
 use http::header;
-use tracing::Instrument;
 
 use super::client_ip::ClientIp;
 use super::request_id::RequestId;
@@ -24,67 +21,98 @@ use crate::state::AppState;
 const MAX_LOGGED_PATH: usize = 256;
 const MAX_LOGGED_AGENT: usize = 200;
 
-pub async fn log(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = truncate(req.uri().path(), MAX_LOGGED_PATH).to_owned();
-    let version = version_name(req.version());
-    let agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| truncate(v, MAX_LOGGED_AGENT).to_owned())
-        .unwrap_or_default();
-    let client = req
-        .extensions()
-        .get::<ClientIp>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_default();
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let listener = req
-        .extensions()
-        .get::<crate::http::server::ConnInfo>()
-        .map(|c| c.kind.as_str())
-        .unwrap_or("internal");
+/// What the access line says about the request, taken before the request is handed on.
+pub struct AccessLine {
+    started: Instant,
+    method: http::Method,
+    path: String,
+    version: &'static str,
+    agent: String,
+    client: String,
+    request_id: String,
+    listener: &'static str,
+}
 
-    let span = tracing::info_span!(
-        "request",
-        request_id = %request_id,
-        user_id = tracing::field::Empty
-    );
-    let resp = next.run(req).instrument(span).await;
+impl AccessLine {
+    /// Read the request's facts; `client_ip` and `request_id` must have run.
+    pub fn begin(req: &Request) -> AccessLine {
+        AccessLine {
+            started: Instant::now(),
+            method: req.method().clone(),
+            path: truncate(req.uri().path(), MAX_LOGGED_PATH).to_owned(),
+            version: version_name(req.version()),
+            agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| truncate(v, MAX_LOGGED_AGENT).to_owned())
+                .unwrap_or_default(),
+            client: req
+                .extensions()
+                .get::<ClientIp>()
+                .map(|c| c.0.to_string())
+                .unwrap_or_default(),
+            request_id: req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            listener: req
+                .extensions()
+                .get::<crate::http::server::ConnInfo>()
+                .map(|c| c.kind.as_str())
+                .unwrap_or("internal"),
+        }
+    }
 
-    state.stats().count_request();
-    let status = resp.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let latency_ms = (latency_ms * 10.0).round() / 10.0;
-    macro_rules! event {
-        ($level:ident) => {
-            tracing::$level!(
-                target: "euraflow::access",
-                request_id = %request_id,
-                http_method = %method,
-                http_path = %path,
-                http_status = status,
-                latency_ms,
-                client_ip = %client,
-                http_version = %version,
-                listener,
-                user_agent = %agent,
-                "{method} {path} {status} {latency_ms}ms"
-            )
-        };
+    /// The `request` span everything inside the request runs in.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            request_id = %self.request_id,
+            user_id = tracing::field::Empty
+        )
     }
-    if status >= 500 {
-        event!(warn);
-    } else {
-        event!(info);
+
+    /// Log the line, with the final status, once the response is ready.
+    pub fn end(self, state: &AppState, status: http::StatusCode) {
+        state.stats().count_request();
+        let status = status.as_u16();
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let latency_ms = (latency_ms * 10.0).round() / 10.0;
+        let AccessLine {
+            method,
+            path,
+            version,
+            agent,
+            client,
+            request_id,
+            listener,
+            ..
+        } = self;
+        macro_rules! event {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "euraflow::access",
+                    request_id = %request_id,
+                    http_method = %method,
+                    http_path = %path,
+                    http_status = status,
+                    latency_ms,
+                    client_ip = %client,
+                    http_version = %version,
+                    listener,
+                    user_agent = %agent,
+                    "{method} {path} {status} {latency_ms}ms"
+                )
+            };
+        }
+        if status >= 500 {
+            event!(warn);
+        } else {
+            event!(info);
+        }
     }
-    resp
 }
 
 /// As `http::Version`'s `Debug` prints it, without formatting a string per request.

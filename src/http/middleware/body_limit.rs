@@ -38,7 +38,16 @@ impl BodyLimit {
 }
 
 /// Apply `limit` to the request body: `from_fn_with_state(BodyLimit::json(cfg), enforce)`.
-pub async fn enforce(State(limit): State<BodyLimit>, mut req: Request, next: Next) -> Response {
+pub async fn enforce(State(limit): State<BodyLimit>, req: Request, next: Next) -> Response {
+    match apply(limit, req) {
+        Ok(req) => next.run(req).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Refuse a declared length over `limit` (`Err` with the 413 answer), else bound the body as it
+/// is read.
+pub fn apply(limit: BodyLimit, mut req: Request) -> Result<Request, ApiError> {
     let max = limit.0;
     let declared = req
         .headers()
@@ -46,12 +55,11 @@ pub async fn enforce(State(limit): State<BodyLimit>, mut req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return too_large(max).into_response();
+        return Err(too_large(max));
     }
     req.extensions_mut().insert(limit);
     let cap = usize::try_from(max).unwrap_or(usize::MAX);
-    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, cap)));
-    next.run(req).await
+    Ok(req.map(|body| Body::new(http_body_util::Limited::new(body, cap))))
 }
 
 pub fn too_large(max: u64) -> ApiError {

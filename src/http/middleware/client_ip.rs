@@ -4,9 +4,7 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::Request;
 
 use crate::config::Networks;
 use crate::config::value::canonical_ip;
@@ -16,7 +14,7 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub fn resolve(state: &AppState, req: &mut Request) {
     if let Some(conn) = req.extensions().get::<ConnInfo>() {
         let ip = client_ip(
             conn.peer.ip(),
@@ -25,7 +23,6 @@ pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next
         );
         req.extensions_mut().insert(ClientIp(ip));
     }
-    next.run(req).await
 }
 
 pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &Networks) -> IpAddr {

@@ -5,8 +5,6 @@
 //! at more than 8 KiB.
 
 use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use crate::api::error::ApiError;
@@ -14,27 +12,26 @@ use crate::api::error::ApiError;
 /// The longest request target (path and query) and the longest header line (name and value).
 pub const MAX_LINE: usize = 8 * 1024;
 
-pub async fn enforce(req: Request, next: Next) -> Response {
+/// `Err` with the 414 or 431 answer when a line is too long.
+pub fn check(req: &Request) -> Result<(), ApiError> {
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > MAX_LINE {
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::URI_TOO_LONG,
             "URI_TOO_LONG",
             format!("The request URI is longer than {MAX_LINE} bytes; send long data in a body"),
-        )
-        .into_response();
+        ));
     }
     if let Some((name, _)) = req
         .headers()
         .iter()
         .find(|(name, value)| name.as_str().len() + value.len() + 2 > MAX_LINE)
     {
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "HEADER_TOO_LARGE",
             format!("The {name} header is longer than {MAX_LINE} bytes"),
-        )
-        .into_response();
+        ));
     }
-    next.run(req).await
+    Ok(())
 }

@@ -6,8 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use bytes::Bytes;
 use http::header;
@@ -16,40 +15,59 @@ use prometheus::Histogram;
 
 use crate::state::AppState;
 
-pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !state.config().http.metrics_enabled {
-        return next.run(req).await;
-    }
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let endpoint = endpoint_label(&req);
-    let request_size = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-
-    let resp = next.run(req).await;
-
-    let m = state.metrics();
-    let status = resp.status().as_u16().to_string();
-    m.http_requests
-        .with_label_values(&[&method, &endpoint, &status])
-        .inc();
-    m.http_duration
-        .with_label_values(&[&method, &endpoint])
-        .observe(started.elapsed().as_secs_f64());
-    m.http_request_size
-        .with_label_values(&[&method, &endpoint])
-        .observe(request_size);
-    let size = m
-        .http_response_size
-        .with_label_values(&[&method, &endpoint, &status]);
-    resp.map(|body| Body::new(CountingBody::new(body, size)))
+/// What the metrics record about the request, taken before it is handed on.
+pub struct Measured {
+    started: Instant,
+    method: String,
+    endpoint: String,
+    request_size: f64,
 }
 
-/// The route pattern; requests that matched no route share one label per kind.
+impl Measured {
+    /// `None` when metrics are off (`EF__METRICS_ENABLED=false`).
+    pub fn begin(state: &AppState, req: &Request) -> Option<Measured> {
+        if !state.config().http.metrics_enabled {
+            return None;
+        }
+        Some(Measured {
+            started: Instant::now(),
+            method: req.method().as_str().to_owned(),
+            endpoint: endpoint_label(req),
+            request_size: req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0),
+        })
+    }
+
+    /// Record the response; its body is counted as it streams.
+    pub fn end(self, state: &AppState, resp: Response) -> Response {
+        let Measured {
+            started,
+            method,
+            endpoint,
+            request_size,
+        } = self;
+        let m = state.metrics();
+        let status = resp.status().as_u16().to_string();
+        m.http_requests
+            .with_label_values(&[&method, &endpoint, &status])
+            .inc();
+        m.http_duration
+            .with_label_values(&[&method, &endpoint])
+            .observe(started.elapsed().as_secs_f64());
+        m.http_request_size
+            .with_label_values(&[&method, &endpoint])
+            .observe(request_size);
+        let size = m
+            .http_response_size
+            .with_label_values(&[&method, &endpoint, &status]);
+        resp.map(|body| Body::new(CountingBody::new(body, size)))
+    }
+}
+
 fn endpoint_label(req: &Request) -> String {
     if let Some(m) = req.extensions().get::<MatchedPath>() {
         return m.as_str().to_owned();

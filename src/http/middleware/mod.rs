@@ -1,15 +1,14 @@
-//! One file per HTTP concern, applied in `http::router` in this order (outermost first):
+//! One file per HTTP concern. `edge` composes them, in this order (outermost first):
 //! client IP → request id → access log → metrics → security headers → CORS → panic guard →
-//! header limit → body limit → compression.
-//! The order matters: the access log must see the final status of everything inside it, security
-//! headers go on every response including errors and preflights, and CORS answers preflights
-//! before any route or authentication runs.
+//! header limit → body limit → compression (`edge` says why the order matters and why they are
+//! composed there rather than layered one by one).
 
 pub mod access_log;
 pub mod body_limit;
 pub mod client_ip;
 pub mod compression;
 pub mod cors;
+pub mod edge;
 pub mod header_limit;
 pub mod metrics;
 pub mod panic;

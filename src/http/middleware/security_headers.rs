@@ -19,8 +19,7 @@
 //!   embeds (xiangjifanyi.com); no plugins; `<base>` and form targets only the server; framed
 //!   only by the same origin (as `X-Frame-Options: SAMEORIGIN`).
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use http::HeaderValue;
 use http::header::{self, HeaderName};
@@ -54,45 +53,58 @@ fn is_data(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/") || path == "/healthz"
 }
 
-pub async fn add(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let https = req
-        .extensions()
-        .get::<ConnInfo>()
-        .is_some_and(|c| c.kind == ListenerKind::Https);
-    let csp = if is_data(req.uri().path()) {
-        API_CSP
-    } else {
-        WEB_CSP
-    };
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(csp),
-    );
-    h.insert(
-        header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("SAMEORIGIN"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
-    // The guide's value. Modern browsers ignore the header; old ones get the filter in block mode.
-    h.insert(
-        header::X_XSS_PROTECTION,
-        HeaderValue::from_static("1; mode=block"),
-    );
-    h.insert(
-        HeaderName::from_static("permissions-policy"),
-        HeaderValue::from_static("geolocation=(), microphone=(), camera=()"),
-    );
-    if https && let Some(v) = state.hsts_header() {
-        h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+/// Which headers a response gets, decided from its request.
+pub struct Policy {
+    https: bool,
+    csp: &'static str,
+}
+
+impl Policy {
+    pub fn for_request(req: &Request) -> Policy {
+        Policy {
+            https: req
+                .extensions()
+                .get::<ConnInfo>()
+                .is_some_and(|c| c.kind == ListenerKind::Https),
+            csp: if is_data(req.uri().path()) {
+                API_CSP
+            } else {
+                WEB_CSP
+            },
+        }
     }
-    resp
+
+    pub fn apply(&self, state: &AppState, resp: &mut Response) {
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(self.csp),
+        );
+        h.insert(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        );
+        // The guide's value. Modern browsers ignore the header; old ones get the filter in block mode.
+        h.insert(
+            header::X_XSS_PROTECTION,
+            HeaderValue::from_static("1; mode=block"),
+        );
+        h.insert(
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static("geolocation=(), microphone=(), camera=()"),
+        );
+        if self.https
+            && let Some(v) = state.hsts_header()
+        {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+        }
+    }
 }
