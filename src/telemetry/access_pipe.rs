@@ -10,15 +10,9 @@
 //! Only the access log goes this way. Warnings, errors and the startup lines are few, and the last
 //! ones before an exit must not wait in a queue: they are written at once, as before.
 
-use std::fmt;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::Context;
 
 /// The access log's target: `tracing` events with it take the pipe.
 pub const ACCESS_TARGET: &str = "euraflow::access";
@@ -162,103 +156,9 @@ fn write_round(rx: &Receiver<Vec<u8>>, sink: &mut Sink, batch: &mut Vec<u8>, fir
     }
 }
 
-/// A `MakeWriter` for the text and JSON formats: each event is formatted into its own buffer
-/// and queued when the formatter is done with it.
-#[derive(Clone)]
-pub struct PipeWriter(pub AccessPipe);
-
-pub struct LineBuffer {
-    pipe: AccessPipe,
-    buf: Vec<u8>,
-}
-
-impl Write for LineBuffer {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for LineBuffer {
-    fn drop(&mut self) {
-        if !self.buf.is_empty() {
-            self.pipe.send(std::mem::take(&mut self.buf));
-        }
-    }
-}
-
-impl<'a> MakeWriter<'a> for PipeWriter {
-    type Writer = LineBuffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        LineBuffer {
-            pipe: self.0.clone(),
-            buf: Vec::with_capacity(512),
-        }
-    }
-}
-
-/// The journald form of the access line: journald's native protocol with the same fields the
-/// journal layer writes for every other event (`PRIORITY`, `SYSLOG_IDENTIFIER`, `TARGET`,
-/// `MESSAGE`, and each field upper-cased: `REQUEST_ID`, `HTTP_STATUS`, `LATENCY_MS`, ...).
-pub struct JournalAccessLayer {
-    pipe: AccessPipe,
-    identifier: String,
-}
-
-impl JournalAccessLayer {
-    pub fn new(pipe: AccessPipe, identifier: &str) -> Self {
-        JournalAccessLayer {
-            pipe,
-            identifier: identifier.to_owned(),
-        }
-    }
-}
-
-impl<S: Subscriber> tracing_subscriber::Layer<S> for JournalAccessLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let meta = event.metadata();
-        let mut buf = Vec::with_capacity(512);
-        // The same priorities as the journal layer: INFO → 6, WARN → 4, ERROR → 3.
-        let priority: &[u8] = match *meta.level() {
-            Level::ERROR => b"3",
-            Level::WARN => b"4",
-            Level::INFO => b"6",
-            _ => b"7",
-        };
-        put_field(&mut buf, "PRIORITY", priority);
-        put_field(&mut buf, "SYSLOG_IDENTIFIER", self.identifier.as_bytes());
-        put_field(&mut buf, "TARGET", meta.target().as_bytes());
-        event.record(&mut JournalFields { buf: &mut buf });
-        self.pipe.send(buf);
-    }
-}
-
-struct JournalFields<'a> {
-    buf: &'a mut Vec<u8>,
-}
-
-impl Visit for JournalFields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        put_named(self.buf, field.name(), |b| {
-            b.extend_from_slice(value.as_bytes())
-        });
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        put_named(self.buf, field.name(), |b| {
-            let _ = write!(b, "{value:?}");
-        });
-    }
-}
-
 /// `NAME\n<u64 LE length><value>\n`: the binary-safe form of a journal field (a value may hold a
 /// newline). `name` must already be a valid journal field name.
-fn put_field(buf: &mut Vec<u8>, name: &str, value: &[u8]) {
+pub(super) fn put_field(buf: &mut Vec<u8>, name: &str, value: &[u8]) {
     buf.extend_from_slice(name.as_bytes());
     buf.push(b'\n');
     buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
@@ -268,7 +168,7 @@ fn put_field(buf: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// A `tracing` field: `message` is `MESSAGE`; other names are upper-cased, with anything but
 /// letters, digits and `_` left out and no leading `_` (journald reserves those).
-fn put_named(buf: &mut Vec<u8>, name: &str, write_value: impl FnOnce(&mut Vec<u8>)) {
+pub(super) fn put_named(buf: &mut Vec<u8>, name: &str, write_value: impl FnOnce(&mut Vec<u8>)) {
     let start = buf.len();
     buf.extend(
         name.bytes()
@@ -291,12 +191,12 @@ fn put_named(buf: &mut Vec<u8>, name: &str, write_value: impl FnOnce(&mut Vec<u8
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
     /// Parse journald's binary field form back into (name, value) pairs.
-    fn parse(mut b: &[u8]) -> Vec<(String, String)> {
+    pub(crate) fn parse(mut b: &[u8]) -> Vec<(String, String)> {
         let mut out = Vec::new();
         while !b.is_empty() {
             let nl = b.iter().position(|c| *c == b'\n').expect("name ends");

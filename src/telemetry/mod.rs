@@ -3,17 +3,17 @@
 //! structured fields (`REQUEST_ID`, `HTTP_STATUS`, `LATENCY_MS`); otherwise text or JSON lines
 //! on stderr (`EF__LOG_FORMAT`).
 
+pub mod access_line;
 pub mod access_pipe;
 
-use tracing::Metadata;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{FilterFn, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogConfig, LogFormat};
-use access_pipe::{ACCESS_TARGET, AccessPipe, JournalAccessLayer, PipeWriter, Sink};
+use access_line::Form;
+use access_pipe::{AccessPipe, Sink};
 
 /// Libraries that are chatty at INFO; their warnings and errors still come through. hyper's own
 /// "read header from client timeout" warnings are per-client noise, not operator news.
@@ -21,17 +21,6 @@ const QUIET: &str = "hyper=error,hyper_util=error,h2=error,rustls=warn,tokio_pos
 
 /// How long the end of a process waits for the access lines still queued.
 const FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The access log's events (see `access_pipe`).
-fn access_only() -> FilterFn<fn(&Metadata<'_>) -> bool> {
-    filter_fn(|m| m.target() == ACCESS_TARGET)
-}
-
-/// Everything else, written at once. Without a pipe (its thread could not start) the access
-/// log is written at once too, rather than not at all.
-fn written_at_once(piped: bool) -> FilterFn<impl Fn(&Metadata<'_>) -> bool> {
-    filter_fn(move |m| !piped || m.target() != ACCESS_TARGET)
-}
 
 pub fn init(log: &LogConfig) {
     let filter = EnvFilter::new(format!("{},{QUIET}", log.level.as_filter()));
@@ -46,31 +35,35 @@ pub fn init(log: &LogConfig) {
                 debug: tracing_journald::Priority::Debug,
                 ..tracing_journald::PriorityMappings::new()
             });
-        let pipe = Sink::journal().and_then(AccessPipe::spawn).ok();
-        let piped = pipe.is_some();
-        // A subscriber set already (tests) is kept: never log twice.
-        let _ = tracing_subscriber::registry()
+        // A subscriber set already (tests) is kept, and so is its access log: never log twice.
+        let set = tracing_subscriber::registry()
             .with(filter)
-            .with(layer.with_filter(written_at_once(piped)))
-            .with(pipe.map(|p| JournalAccessLayer::new(p, "euraflow").with_filter(access_only())))
+            .with(layer)
             .try_init();
+        // The access lines take the pipe (`access_line`); without it (its thread could not
+        // start) they are ordinary events, written at once, rather than not at all.
+        if set.is_ok()
+            && let Ok(pipe) = Sink::journal().and_then(AccessPipe::spawn)
+        {
+            access_line::install(pipe, Form::Journal, log.level);
+        }
         return;
     }
-    let pipe = AccessPipe::spawn(Sink::stderr()).ok();
-    let piped = pipe.is_some();
-    // The same formatter twice: once writing at once to stderr, once into the access pipe.
-    let _ = match log.format {
+    let set = match log.format {
         LogFormat::Json => tracing_subscriber::registry()
             .with(filter)
-            .with(json_layer(std::io::stderr).with_filter(written_at_once(piped)))
-            .with(pipe.map(|p| json_layer(PipeWriter(p)).with_filter(access_only())))
+            .with(json_layer(std::io::stderr))
             .try_init(),
         LogFormat::Text => tracing_subscriber::registry()
             .with(filter)
-            .with(text_layer(std::io::stderr).with_filter(written_at_once(piped)))
-            .with(pipe.map(|p| text_layer(PipeWriter(p)).with_filter(access_only())))
+            .with(text_layer(std::io::stderr))
             .try_init(),
     };
+    if set.is_ok()
+        && let Ok(pipe) = AccessPipe::spawn(Sink::stderr())
+    {
+        access_line::install(pipe, log.format.into(), log.level);
+    }
 }
 
 /// JSON lines. `span` carries the request's `request_id` (and `user_id`) on every event logged

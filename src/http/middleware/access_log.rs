@@ -17,6 +17,7 @@ use http::header;
 use super::client_ip::ClientIp;
 use super::request_id::RequestId;
 use crate::state::AppState;
+use crate::telemetry::access_line::{self, AccessRecord};
 
 const MAX_LOGGED_PATH: usize = 256;
 const MAX_LOGGED_AGENT: usize = 200;
@@ -90,6 +91,20 @@ impl AccessLine {
             listener,
             ..
         } = self;
+        let record = AccessRecord {
+            request_id: &request_id,
+            method: method.as_str(),
+            path: &path,
+            status,
+            latency_ms,
+            client_ip: &client,
+            http_version: version,
+            listener,
+            user_agent: &agent,
+        };
+        if access_line::write(&record) {
+            return;
+        }
         macro_rules! event {
             ($level:ident) => {
                 tracing::$level!(
