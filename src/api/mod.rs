@@ -33,9 +33,8 @@ pub mod users;
 use axum::Router;
 use axum::extract::OriginalUri;
 use axum::routing::{delete, get, patch, post, put};
-use http::header::{CACHE_CONTROL, HeaderValue};
+
 use http::{Method, StatusCode};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::http::middleware::body_limit::{self, BodyLimit};
 use crate::state::AppState;
@@ -47,23 +46,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(upload_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // API answers are per user and per moment: no browser or proxy may cache them (the
-        // original's nginx cached authenticated GETs). Handlers that may be cached say so.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::rate_limit::limit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::authenticate::credentials,
-        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
-            middleware::login_gate::refuse_when_busy,
+            middleware::gate::api,
         ))
 }
 

@@ -7,7 +7,7 @@ use axum::routing::{any, get};
 use tower::ServiceBuilder;
 
 use super::middleware::body_limit::BodyLimit;
-use super::middleware::{compression, cors, edge, panic, timeout};
+use super::middleware::{compression, cors, edge, panic};
 use super::static_files;
 use crate::api;
 use crate::state::AppState;
@@ -15,7 +15,7 @@ use crate::state::AppState;
 pub fn build(state: AppState) -> Router {
     let config = state.config();
     let prefix = config.http.api_prefix.clone();
-    let api = api::router(state.clone()).layer(from_fn_with_state(state.clone(), timeout::bound));
+    let api = api::router(state.clone());
 
     let routes = Router::new()
         .route("/healthz", get(liveness))

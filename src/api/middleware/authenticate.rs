@@ -6,11 +6,7 @@
 //! A clone token (`auth::clone`) is stopped here on the paths a clone may not use (403
 //! `CLONE_RESTRICTED`), whether or not the route asks who the caller is (`/system/info` does not).
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-
-use axum::response::IntoResponse;
+use axum::extract::Request;
 
 use crate::api::error::ApiError;
 use crate::auth::clone;
@@ -24,7 +20,9 @@ pub struct Authentication {
     pub presented: Presented,
 }
 
-pub async fn credentials(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Attach the request's [`Authentication`]; `Err` with the 403 answer for a clone token on a path
+/// a clone may not use.
+pub fn attach(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
     let presented = Presented::from_headers(req.headers(), &state.auth().keys);
     if let Presented::Bearer(Ok(claims)) = &presented
         && claims.is_cloned == Some(true)
@@ -37,13 +35,12 @@ pub async fn credentials(State(state): State<AppState>, mut req: Request, next: 
             _ => path,
         };
         if clone::restricted(req.method(), path) {
-            return ApiError::from(DomainError::denied(
+            return Err(ApiError::from(DomainError::denied(
                 "CLONE_RESTRICTED",
                 "Not while acting as another account: restore your own identity first",
-            ))
-            .into_response();
+            )));
         }
     }
     req.extensions_mut().insert(Authentication { presented });
-    next.run(req).await
+    Ok(())
 }

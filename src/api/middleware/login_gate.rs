@@ -7,8 +7,7 @@
 //! password, so leaving it uncounted gives an attacker nothing; one that gets in is counted by
 //! the general limit and reserved by the login limiter as before.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::Method;
 
@@ -19,10 +18,11 @@ use crate::state::AppState;
 /// The login route, below the API prefix.
 const LOGIN: &str = "/auth/login";
 
-pub async fn refuse_when_busy(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The 503 answer for a login that arrives while the queue is full.
+pub fn refusal(state: &AppState, req: &Request) -> Option<Response> {
     if req.method() == Method::POST && req.uri().path() == LOGIN && state.auth().passwords.is_full()
     {
-        return ApiError::from(login::busy()).into_response();
+        return Some(ApiError::from(login::busy()).into_response());
     }
-    next.run(req).await
+    None
 }

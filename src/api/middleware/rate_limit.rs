@@ -3,8 +3,7 @@
 //! its client IP, shared by all server processes through Redis. Health checks and the local
 //! operator's loopback requests (metrics, status) are exempt; static files never reach this.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 
@@ -18,18 +17,35 @@ use crate::state::AppState;
 /// Paths below the API prefix that load balancers and monitors poll.
 const EXEMPT: &[&str] = &["/health", "/system/health"];
 
-pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(limiter) = state.auth().rate_limiter.as_ref() else {
-        return next.run(req).await;
-    };
+/// What the limiter said about a request.
+pub enum Admission {
+    /// Not counted: no limit configured, the local operator, or a health check.
+    Exempt,
+    /// Counted and allowed; the decision goes into the response's headers ([`add_headers`]).
+    Allowed(Decision),
+    /// Over the limit: the 429 answer.
+    Refused(Response),
+}
+
+/// Whom the request counts against (after `authenticate`); `None` when it is not counted: no
+/// limit configured, the local operator, or a health check.
+pub fn subject_of(state: &AppState, req: &Request) -> Option<String> {
+    state.auth().rate_limiter.as_ref()?;
     let local = req
         .extensions()
         .get::<ConnInfo>()
         .is_some_and(|c| c.is_local_operator(req.headers()));
     if local || EXEMPT.contains(&req.uri().path()) {
-        return next.run(req).await;
+        return None;
     }
-    let subject = subject(&req);
+    Some(subject(req))
+}
+
+/// Count one request against `subject` (from [`subject_of`]).
+pub async fn admit(state: &AppState, subject: Option<String>) -> Admission {
+    let (Some(limiter), Some(subject)) = (state.auth().rate_limiter.as_ref(), subject) else {
+        return Admission::Exempt;
+    };
     let d = limiter.check(&subject).await;
     if !d.allowed {
         let wait = d.retry_after.as_secs().max(1);
@@ -45,11 +61,9 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         .with_retry_after(wait)
         .into_response();
         add_headers(&mut resp, &d);
-        return resp;
+        return Admission::Refused(resp);
     }
-    let mut resp = next.run(req).await;
-    add_headers(&mut resp, &d);
-    resp
+    Admission::Allowed(d)
 }
 
 /// The user of a valid token, the API key, or else the client IP (from the `authenticate`
@@ -68,7 +82,8 @@ fn subject(req: &Request) -> String {
     }
 }
 
-fn add_headers(resp: &mut Response, d: &Decision) {
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+pub fn add_headers(resp: &mut Response, d: &Decision) {
     let h = resp.headers_mut();
     for (name, value) in [
         ("x-ratelimit-limit", d.limit.to_string()),

@@ -2,17 +2,16 @@
 //! not produced its response in time is dropped and the client gets 504 with a JSON error, instead
 //! of a connection that hangs. Static files and an established websocket are not bounded by it.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use crate::api::error::ApiError;
 use crate::state::AppState;
 
-pub async fn bound(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// `answer` within `EF__REQUEST_TIMEOUT`, else the 504 answer.
+pub async fn bound(state: &AppState, answer: impl Future<Output = Response>) -> Response {
     let limit = state.config().http.request_timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
+    match tokio::time::timeout(limit, answer).await {
         Ok(resp) => resp,
         Err(_) => {
             tracing::warn!(timeout_s = limit.as_secs_f64(), "request timed out");
