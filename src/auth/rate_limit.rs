@@ -133,7 +133,9 @@ impl RateLimiter {
     pub async fn check(&self, subject: &str) -> Decision {
         let key = self.redis.key(&format!("rl:{subject}"));
         let window_ms = self.rule.per.as_millis() as u64;
-        let member = format!("{}-{}", uuid::Uuid::new_v4().simple(), window_ms);
+        // Unique per request across processes: 128 random bits from the thread's generator (a
+        // v4 UUID would ask the kernel for them on every request).
+        let member = format!("{:032x}-{}", rand::random::<u128>(), window_ms);
         match self.run_script(&key, window_ms, &member).await {
             Ok((allowed, count, reset_ms)) => decision(
                 allowed == 1,
