@@ -53,6 +53,19 @@ fn is_data(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/") || path == "/healthz"
 }
 
+/// The headers that are the same on every response.
+const FIXED: [(HeaderName, &str); 5] = [
+    (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+    // The guide's value. Modern browsers ignore the header; old ones get the filter in block mode.
+    (header::X_XSS_PROTECTION, "1; mode=block"),
+    (
+        HeaderName::from_static("permissions-policy"),
+        "geolocation=(), microphone=(), camera=()",
+    ),
+];
+
 /// Which headers a response gets, decided from its request.
 pub struct Policy {
     https: bool,
@@ -80,27 +93,9 @@ impl Policy {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(self.csp),
         );
-        h.insert(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("SAMEORIGIN"),
-        );
-        h.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        h.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("strict-origin-when-cross-origin"),
-        );
-        // The guide's value. Modern browsers ignore the header; old ones get the filter in block mode.
-        h.insert(
-            header::X_XSS_PROTECTION,
-            HeaderValue::from_static("1; mode=block"),
-        );
-        h.insert(
-            HeaderName::from_static("permissions-policy"),
-            HeaderValue::from_static("geolocation=(), microphone=(), camera=()"),
-        );
+        for (name, value) in FIXED {
+            h.insert(name, HeaderValue::from_static(value));
+        }
         if self.https
             && let Some(v) = state.hsts_header()
         {
