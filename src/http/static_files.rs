@@ -16,6 +16,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use percent_encoding::percent_decode_str;
@@ -558,8 +559,11 @@ async fn respond(
     Ok(finish(resp))
 }
 
-/// Stream `count` bytes of the file from `start` in big chunks, one blocking read per chunk and
-/// one chunk in memory per response, after checking the open file is still version `id`.
+/// Stream `count` bytes of the file from `start` in big chunks, after checking the open file is
+/// still version `id`. The next chunk is read (on a blocking thread) while the current one is
+/// being sent: read one after the other, a single download waited for every read and every
+/// hand-off to the blocking pool, and went at ~0.8× nginx's rate. A response holds at most
+/// [`READ_AHEAD`] chunks being read plus the one being sent.
 async fn stream_file(path: PathBuf, id: FileId, start: u64, count: u64) -> Result<Body, Changed> {
     let file = tokio::task::spawn_blocking(move || {
         let f = std::fs::File::open(&path).ok()?;
@@ -571,37 +575,48 @@ async fn stream_file(path: PathBuf, id: FileId, start: u64, count: u64) -> Resul
     .flatten()
     .ok_or(Changed)?;
     let file = Arc::new(file);
-    let chunks =
-        futures_util::stream::try_unfold((file, start, count), |(file, pos, left)| async move {
-            if left == 0 {
-                return Ok(None);
+    let chunk = STREAM_CHUNK as u64;
+    let chunks = futures_util::stream::iter(0..count.div_ceil(chunk))
+        .map(move |i| {
+            let file = file.clone();
+            let pos = start + i * chunk;
+            let want = usize::try_from((count - i * chunk).min(chunk)).unwrap_or(STREAM_CHUNK);
+            async move {
+                tokio::task::spawn_blocking(move || read_chunk(&file, pos, want))
+                    .await
+                    .map_err(std::io::Error::other)?
             }
-            let want = usize::try_from(left.min(STREAM_CHUNK as u64)).unwrap_or(STREAM_CHUNK);
-            let f = file.clone();
-            let chunk = tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
-                use std::io::{Read, Seek, SeekFrom};
-                // Not `vec![0; want]`: jemalloc zeroes a large allocation by handing its pages
-                // back to the kernel (every page then faults again: 3 400 faults and twice the
-                // CPU per 20 MB download). `read_to_end` fills the spare capacity unzeroed.
-                // The chunks of one response are read one after another, so a seek is safe.
-                let mut buf = Vec::with_capacity(want);
-                let mut reader = &*f;
-                reader.seek(SeekFrom::Start(pos))?;
-                reader.take(want as u64).read_to_end(&mut buf)?;
-                Ok(Bytes::from(buf))
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-            if chunk.is_empty() {
+        })
+        .buffered(READ_AHEAD);
+    Ok(Body::from_stream(chunks))
+}
+
+/// Chunks of one download being read ahead of the one being sent.
+const READ_AHEAD: usize = 2;
+
+/// `want` bytes of `file` from `pos`. Positional reads (`pread`), so the chunks read ahead never
+/// share a file offset. Not into `vec![0; want]`: jemalloc zeroes a large allocation by handing
+/// its pages back to the kernel (every page then faults again: 3 400 faults and twice the CPU per
+/// 20 MB download); the read fills the spare capacity unzeroed.
+fn read_chunk(file: &std::fs::File, pos: u64, want: usize) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(want);
+    while buf.len() < want {
+        let at = pos + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the file shrank while being sent",
                 ));
             }
-            let n = chunk.len() as u64;
-            Ok(Some((chunk, (file, pos + n, left - n))))
-        });
-    Ok(Body::from_stream(chunks))
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The spare capacity may be larger than asked for: never send past the range.
+    buf.truncate(want);
+    Ok(Bytes::from(buf))
 }
 
 fn insert(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {

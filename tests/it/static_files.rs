@@ -763,3 +763,56 @@ async fn large_files_stream_intact_with_ranges() {
     assert_eq!(r.bytes().await.unwrap().as_ref(), &[0xff, 0xfb, 0x90, 0x00]);
     srv.stop().await;
 }
+
+/// A download whose file is cut short on disk while it is being sent ends in an error the client
+/// sees (the connection is closed short of `Content-Length`); it is never padded, never a
+/// different file's bytes, and never a complete-looking response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_cut_short_while_it_is_sent_ends_the_download_with_an_error() {
+    use futures_util::StreamExt;
+    let srv = TestServer::start(&[]).await;
+    // Far more than the socket buffers and the chunks read ahead hold: most of it is still to
+    // be read from the disk when the file is cut.
+    let len = 64 * 1024 * 1024usize;
+    let data: Vec<u8> = (0..len as u32).map(|i| (i % 251) as u8).collect();
+    let path = srv.downloads_root().join("shrinking.bin");
+    write(&path, &data);
+    let r = srv
+        .client()
+        .get(srv.https_url("/downloads/shrinking.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], len.to_string().as_str());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1024 * 1024)
+        .unwrap();
+    let mut body = r.bytes_stream();
+    let mut received = 0usize;
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => {
+                assert_eq!(
+                    c.as_ref(),
+                    &data[received..received + c.len()],
+                    "only the file's own bytes, in order"
+                );
+                received += c.len();
+            }
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        failed && received < len,
+        "the cut download must fail short ({received} of {len} bytes, failed: {failed})"
+    );
+    srv.stop().await;
+}
