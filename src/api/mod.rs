@@ -33,7 +33,6 @@ pub mod users;
 use axum::Router;
 use axum::extract::OriginalUri;
 use axum::routing::{delete, get, patch, post, put};
-
 use http::{Method, StatusCode};
 
 use crate::http::middleware::body_limit::{self, BodyLimit};

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::access_pipe::{ACCESS_TARGET, AccessPipe, put_field, put_named};
-use crate::config::{LogFormat, LogLevel};
+use crate::config::LogFormat;
 
 /// One request as the access line reports it.
 pub struct AccessRecord<'a> {
@@ -54,10 +54,6 @@ impl From<LogFormat> for Form {
 struct Writer {
     pipe: AccessPipe,
     form: Form,
-    /// Whether `EF__LOG_LEVEL` lets INFO lines (every answer below 500) and WARN lines (500 and
-    /// above) through.
-    info: bool,
-    warn: bool,
 }
 
 static WRITER: OnceLock<Writer> = OnceLock::new();
@@ -66,15 +62,8 @@ static WRITER: OnceLock<Writer> = OnceLock::new();
 const IDENTIFIER: &str = "euraflow";
 
 /// From now on access lines go to `pipe` in `form` (once per process; later calls are ignored).
-pub fn install(pipe: AccessPipe, form: Form, level: LogLevel) {
-    let info = matches!(level, LogLevel::Trace | LogLevel::Debug | LogLevel::Info);
-    let warn = info || level == LogLevel::Warn;
-    let _ = WRITER.set(Writer {
-        pipe,
-        form,
-        info,
-        warn,
-    });
+pub fn install(pipe: AccessPipe, form: Form) {
+    let _ = WRITER.set(Writer { pipe, form });
 }
 
 /// Log `r`. `false` when no writer is installed: then the caller logs it through `tracing`.
@@ -82,8 +71,14 @@ pub fn write(r: &AccessRecord<'_>) -> bool {
     let Some(w) = WRITER.get() else {
         return false;
     };
-    let warn = r.status >= 500;
-    if !(if warn { w.warn } else { w.info }) {
+    // The log's own filter (`EF__LOG_LEVEL`) decides, as for every other event: INFO lines for
+    // answers below 500, WARN lines for the rest. Each answer is cached per call site.
+    let enabled = if r.status >= 500 {
+        tracing::enabled!(target: "euraflow::access", tracing::Level::WARN)
+    } else {
+        tracing::enabled!(target: "euraflow::access", tracing::Level::INFO)
+    };
+    if !enabled {
         return true;
     }
     let mut buf = Vec::with_capacity(512);

@@ -45,7 +45,7 @@ pub fn init(log: &LogConfig) {
         if set.is_ok()
             && let Ok(pipe) = Sink::journal().and_then(AccessPipe::spawn)
         {
-            access_line::install(pipe, Form::Journal, log.level);
+            access_line::install(pipe, Form::Journal);
         }
         return;
     }
@@ -62,7 +62,7 @@ pub fn init(log: &LogConfig) {
     if set.is_ok()
         && let Ok(pipe) = AccessPipe::spawn(Sink::stderr())
     {
-        access_line::install(pipe, log.format.into(), log.level);
+        access_line::install(pipe, log.format.into());
     }
 }
 
