@@ -33,21 +33,14 @@ fn main() {
         .collect::<Result<_, _>>()
         .expect("certificate PEM");
     let key = PrivateKeyDer::from_pem_file(key).expect("key PEM");
-    // ring with AES-128-GCM first, chosen by the server, as `euraflow serve` (`tls_provider`).
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites.sort_by_key(|s| {
-        let name = format!("{:?}", s.suite());
-        (
-            s.version() == &rustls::version::TLS12,
-            !name.contains("AES_128_GCM"),
-        )
-    });
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("certificate and key");
+    // The server's own provider and suite order (`euraflow::tls_provider`).
+    let mut tls =
+        rustls::ServerConfig::builder_with_provider(euraflow::tls_provider::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("certificate and key");
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     tls.ignore_client_order = true;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));

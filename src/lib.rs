@@ -40,5 +40,5 @@ pub mod startup;
 pub mod state;
 pub mod systemd;
 pub(crate) mod telemetry;
-pub(crate) mod tls_provider;
+pub mod tls_provider;
 pub(crate) mod worker;
